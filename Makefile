@@ -1,0 +1,39 @@
+# The two commands a new user runs: `make demo` and `make test`. Both set up .venv first.
+PY      := .venv/bin/python
+STAMP   := .venv/.installed
+
+.PHONY: setup demo test test-fast bench lint format clean
+
+setup: $(STAMP)
+
+# torch==2.13.0 first: that exact spec takes the local CPU wheel; any other spec pulls CUDA.
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: setup
+	$(PY) -m core.train --profile demo-walks
+
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+bench: setup
+	$(PY) bench/train_throughput.py
+	$(PY) bench/tokenize_throughput.py
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: setup
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+clean:
+	rm -rf .venv data build *.egg-info

@@ -1,0 +1,1 @@
+"""The cockpit: CLI, pre-flight, supervisor, collectors, TUI and headless displays."""

@@ -1,0 +1,537 @@
+"""Run profiles: YAML mapped onto frozen dataclasses.
+
+Every key has a default; a profile sets what differs. The loader collects
+every problem (file, key path, line, what was expected) and raises one
+ProfileError carrying all of them, never a traceback. `--set a.b=v` overrides
+any key, the value parsed as YAML.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import glob
+import hashlib
+import json
+import math
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROFILES_DIR = Path("profiles")
+
+
+# -----------------------------------------------------------------------------
+# the schema (DESIGN.md "Profiles"); a string under each field says what it is
+
+
+@dataclass(frozen=True)
+class WalksConfig:
+    n_nodes: int = 128
+    "nodes in the random directed graph; node ids are the tokens"
+    out_degree: int = 4
+    "edges leaving each node"
+    n_walks: int = 20000
+    "walks in the corpus (train + val)"
+    class_a_frac: float = 0.1
+    "share of nodes in class A (rule triggers)"
+    class_b_frac: float = 0.2
+    "share of nodes in class B (rule targets)"
+    rule_k: int = 4
+    "the rule: after a class-A node the walk reaches a class-B node within rule_k steps"
+    holdout_frac: float = 0.1
+    "share of start nodes held out of training; val and gate walks start there"
+    eval_walks: int = 1000
+    "walks generated greedily per gate evaluation"
+    prompt_len: int = 4
+    "tokens of a held-out walk given as the prompt (BOS + 3 nodes)"
+    seed: int = 0
+    "graph and corpus seed (independent of train.seed)"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = "walks"
+    "walks: synthetic graph walks made on the fly | files: text/parquet/jsonl on disk"
+    paths: list[str] = field(default_factory=list)
+    "files: paths or globs (.txt .md .py .jsonl .parquet)"
+    text_column: str = "text"
+    "parquet/jsonl column holding the text"
+    context: int = 256
+    "tokens per training window"
+    stride: int = 256
+    "step between window starts"
+    val_fraction: float = 0.1
+    "share of documents (or walks) held out for validation"
+    generate: str | None = None
+    "stdlib: when `paths` match nothing, write the Python stdlib's .py files there as parquet shards"
+    cache_dir: str = "data/cache"
+    "where tokenized memmap shards are cached, keyed by (data hash, tokenizer hash)"
+    walks: WalksConfig = field(default_factory=WalksConfig)
+    "walks: the graph and the rule"
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    path: str | None = None
+    "tokenizer.json (HF tokenizers); null for walks (node ids are tokens)"
+    vocab_size: int = 8192
+    "vocabulary size of the tokenizer and the model's embedding"
+    train_if_missing: bool = True
+    "train a byte-level BPE on the training files when `path` does not exist"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    n_layer: int = 4
+    "transformer blocks"
+    n_head: int = 4
+    "attention heads; n_embd must divide by it"
+    n_embd: int = 256
+    "width of the residual stream"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int = 16
+    "sequences per micro-batch on each rank"
+    grad_accum: int = 1
+    "micro-batches per optimizer step"
+    lr: float = 3.0e-4
+    "peak learning rate (AdamW)"
+    min_lr: float = 3.0e-5
+    "learning rate at the end of the cosine decay"
+    warmup_frac: float = 0.1
+    "share of total steps spent in linear warmup"
+    weight_decay: float = 0.01
+    "AdamW weight decay on matrices (not on norms)"
+    grad_clip: float | None = 1.0
+    "clip the global gradient norm to this; null = no clipping"
+    max_steps: int | None = None
+    "optimizer steps to run; one of max_steps / epochs"
+    epochs: int | None = 50
+    "passes over the training windows; one of max_steps / epochs"
+    device: str = "auto"
+    "auto | cpu | cuda"
+    dtype: str = "auto"
+    "auto (bf16 on cuda, fp32 on cpu) | float32 | bfloat16"
+    compile: bool = False
+    "torch.compile the model"
+    seed: int = 1337
+    "seed for init, data order and sampling"
+    heartbeat_s: float = 5.0
+    "seconds between heartbeat events, also inside a long step"
+    print_every_s: float = 2.0
+    "seconds between progress lines on stdout"
+
+
+@dataclass(frozen=True)
+class SamplesConfig:
+    prompts: list[str] = field(default_factory=list)
+    "prompts sampled from at every eval"
+    max_new_tokens: int = 64
+    "tokens generated per sample"
+    per_prompt: int = 1
+    "samples per prompt"
+    temperature: float = 0.8
+    "sampling temperature; 0 = greedy"
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    every_steps: int | None = None
+    "evaluate every N optimizer steps"
+    every_epoch: bool = True
+    "evaluate at the end of every epoch"
+    val_batches: int = 20
+    "validation batches per eval"
+    patience: int | None = 3
+    "evals without val improvement before early stop; null = never"
+    validator: str | None = None
+    "python: score samples with ast.parse as metric valid_python"
+    samples: SamplesConfig = field(default_factory=SamplesConfig)
+    "samples generated at every eval"
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    metrics: dict[str, float] = field(default_factory=dict)
+    "metric name: minimum, e.g. edge_compliance: 0.95"
+    stop_on_pass: bool = True
+    "end the run as soon as every gate metric meets its minimum"
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    every_steps: int | None = None
+    "save every N optimizer steps"
+    every_epoch: bool = True
+    "save at the end of every epoch"
+    keep_last: int = 3
+    "newest checkpoints kept, besides best, gate-pass and final"
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str = "unnamed"
+    "the profile's name; part of the run id"
+    data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    checklist: str = "checklists/pretrain.yaml"
+    "the pre-flight checklist for this profile"
+
+
+# -----------------------------------------------------------------------------
+# errors
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    key: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        key = f" {self.key}:" if self.key else ""
+        return f"{where}:{key} {self.message}"
+
+
+class ProfileError(Exception):
+    """Every problem found in one profile, reported together."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        n = len(problems)
+        head = f"{n} problem{'s' if n != 1 else ''} in profile {problems[0].file}:"
+        super().__init__("\n".join([head] + [f"  {p}" for p in problems]))
+
+
+# -----------------------------------------------------------------------------
+# YAML with line numbers: compose the node tree, keep each key path's line
+
+
+def _line_map(node: yaml.Node, prefix: str, lines: dict[str, int]) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            key = f"{prefix}.{k.value}" if prefix else str(k.value)
+            lines[key] = k.start_mark.line + 1
+            _line_map(v, key, lines)
+
+
+def _parse_yaml(text: str, file: str) -> tuple[Any, dict[str, int]]:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+        line = mark.line + 1 if mark else None
+        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ProfileError(
+            [Problem(file, "", line, f"malformed YAML ({what}); fix the syntax at that line")]
+        ) from None
+    lines: dict[str, int] = {}
+    if node is not None:
+        _line_map(node, "", lines)
+    return data, lines
+
+
+# -----------------------------------------------------------------------------
+# mapping plain data onto the dataclasses, collecting problems
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return " or ".join(_type_name(a) for a in args) + " or null"
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    if origin is dict:
+        k, v = typing.get_args(tp)
+        return f"a mapping of {_type_name(k)} to {_type_name(v)}"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
+        tp, str(tp)
+    )
+
+
+def _coerce(value: Any, tp: Any, key: str, err) -> Any:
+    """Value converted to type `tp`, or an error reported and None returned."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key, err) if len(inner) == 1 else value
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key, err)
+    if origin is list:
+        if not isinstance(value, list):
+            err(key, f"expected {_type_name(tp)}, got {value!r}")
+            return None
+        (item,) = typing.get_args(tp)
+        return [_coerce(v, item, f"{key}[{i}]", err) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            err(key, f"expected {_type_name(tp)}, got {value!r}")
+            return None
+        _, vt = typing.get_args(tp)
+        return {str(k): _coerce(v, vt, f"{key}.{k}", err) for k, v in value.items()}
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            # YAML 1.1 reads `1e-4` (no dot) as a string; people mean a number.
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    err(key, f"expected {_type_name(tp)}, got {value!r}")
+    return None
+
+
+def _build(cls: type, raw: Any, prefix: str, err) -> Any:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        err(prefix, f"expected a mapping, got {raw!r}")
+        return cls()
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for k, v in raw.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if k not in fields:
+            close = difflib.get_close_matches(str(k), fields, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            err(key, f"unknown key (known here: {', '.join(fields)}){hint}")
+            continue
+        value = _coerce(v, hints[k], key, err)
+        if value is not None or v is None:
+            kwargs[k] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as e:  # pragma: no cover - every field has a default
+        err(prefix, str(e))
+        return cls()
+
+
+def _check_values(p: Profile, err) -> None:
+    """Bad values: types are right but the value cannot work."""
+
+    def positive(key: str, v: float | int | None, allow_none: bool = False):
+        if v is None:
+            if not allow_none:
+                err(key, "must be set")
+        elif v <= 0:
+            err(key, f"must be greater than 0, got {v}")
+
+    d, t, m = p.data, p.train, p.model
+    if d.source not in ("walks", "files"):
+        err("data.source", f"expected 'walks' or 'files', got {d.source!r}")
+    positive("data.context", d.context)
+    positive("data.stride", d.stride)
+    if not 0 < d.val_fraction < 1:
+        err("data.val_fraction", f"must be between 0 and 1 (exclusive), got {d.val_fraction}")
+    if d.generate not in (None, "stdlib"):
+        err("data.generate", f"expected null or 'stdlib', got {d.generate!r}")
+    if d.source == "files":
+        if not d.paths:
+            err("data.paths", "data.source is 'files' but no paths are given; list files or globs")
+        elif d.generate is None:
+            for i, pat in enumerate(d.paths):
+                if not glob.glob(os.path.expanduser(pat), recursive=True):
+                    err(
+                        f"data.paths[{i}]",
+                        f"matches no file: {pat!r} (check the path, relative to {os.getcwd()})",
+                    )
+        tok = p.tokenizer
+        if tok.path is None:
+            err("tokenizer.path", "data.source is 'files': give a tokenizer.json path")
+        elif not os.path.exists(tok.path) and not tok.train_if_missing:
+            err(
+                "tokenizer.path",
+                f"no such file {tok.path!r} and train_if_missing is false; "
+                "point it at a tokenizer.json or set train_if_missing: true",
+            )
+    w = d.walks
+    for name in ("n_nodes", "out_degree", "n_walks", "rule_k", "eval_walks", "prompt_len"):
+        positive(f"data.walks.{name}", getattr(w, name))
+    if d.source == "walks" and w.out_degree >= w.n_nodes:
+        err("data.walks.out_degree", f"must be below n_nodes ({w.n_nodes}), got {w.out_degree}")
+    if d.source == "walks" and w.prompt_len >= d.context:
+        err("data.walks.prompt_len", f"must be below data.context ({d.context})")
+    positive("tokenizer.vocab_size", p.tokenizer.vocab_size)
+    positive("model.n_layer", m.n_layer)
+    positive("model.n_head", m.n_head)
+    positive("model.n_embd", m.n_embd)
+    if m.n_head > 0 and m.n_embd % m.n_head:
+        err("model.n_embd", f"must be divisible by model.n_head ({m.n_head}), got {m.n_embd}")
+    elif m.n_head > 0 and (m.n_embd // m.n_head) % 2:
+        err("model.n_embd", "n_embd / n_head must be even (rotary embeddings rotate pairs)")
+    positive("train.batch_size", t.batch_size)
+    positive("train.grad_accum", t.grad_accum)
+    positive("train.lr", t.lr)
+    if t.min_lr < 0 or t.min_lr > t.lr:
+        err("train.min_lr", f"must be between 0 and train.lr ({t.lr}), got {t.min_lr}")
+    if not 0 <= t.warmup_frac < 1:
+        err("train.warmup_frac", f"must be in [0, 1), got {t.warmup_frac}")
+    if t.weight_decay < 0:
+        err("train.weight_decay", f"must be 0 or more, got {t.weight_decay}")
+    positive("train.grad_clip", t.grad_clip, allow_none=True)
+    if t.max_steps is None and t.epochs is None:
+        err("train.max_steps", "set one of train.max_steps / train.epochs")
+    positive("train.max_steps", t.max_steps, allow_none=True)
+    positive("train.epochs", t.epochs, allow_none=True)
+    if t.device not in ("auto", "cpu", "cuda"):
+        err("train.device", f"expected auto, cpu or cuda, got {t.device!r}")
+    if t.dtype not in ("auto", "float32", "bfloat16"):
+        err("train.dtype", f"expected auto, float32 or bfloat16, got {t.dtype!r}")
+    positive("train.heartbeat_s", t.heartbeat_s)
+    positive("train.print_every_s", t.print_every_s)
+    e = p.eval
+    positive("eval.every_steps", e.every_steps, allow_none=True)
+    positive("eval.val_batches", e.val_batches)
+    positive("eval.patience", e.patience, allow_none=True)
+    if e.validator not in (None, "python"):
+        err("eval.validator", f"expected null or 'python', got {e.validator!r}")
+    positive("eval.samples.max_new_tokens", e.samples.max_new_tokens)
+    positive("eval.samples.per_prompt", e.samples.per_prompt)
+    if e.samples.temperature < 0:
+        err("eval.samples.temperature", "must be 0 (greedy) or more")
+    known = set(gate_metric_names(p))
+    for name in p.gate.metrics:
+        if name not in known:
+            err(
+                f"gate.metrics.{name}",
+                f"no eval computes this metric; known here: {', '.join(sorted(known)) or 'none'}",
+            )
+    positive("checkpoint.every_steps", p.checkpoint.every_steps, allow_none=True)
+    positive("checkpoint.keep_last", p.checkpoint.keep_last)
+
+
+def gate_metric_names(p: Profile) -> list[str]:
+    """Metrics the eval computes for this profile (what a gate may name)."""
+    names = ["val_loss", "val_ppl"]
+    if p.data.source == "walks":
+        names += ["edge_compliance", "rule_compliance"]
+    if p.eval.validator == "python":
+        names.append("valid_python")
+    return names
+
+
+# -----------------------------------------------------------------------------
+# overrides and the public entry points
+
+
+def _set_path(d: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        nxt = d.get(part)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            d[part] = nxt
+        d = nxt
+    d[parts[-1]] = value
+
+
+def resolve_profile_path(name_or_path: str) -> Path:
+    """`demo-walks` → profiles/demo-walks.yaml; a path stays a path."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists() or os.sep in name_or_path:
+        return p
+    return PROFILES_DIR / f"{name_or_path}.yaml"
+
+
+def load_profile(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -> Profile:
+    """Load, override, type-check and value-check a profile. Raises ProfileError
+    with every problem found."""
+    path = resolve_profile_path(name_or_path)
+    file = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        known = sorted(q.stem for q in PROFILES_DIR.glob("*.yaml"))
+        raise ProfileError(
+            [Problem(file, "", None, f"no such profile file; known profiles: {', '.join(known)}")]
+        ) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ProfileError([Problem(file, "", None, f"cannot read the file: {e}")]) from None
+    raw, lines = _parse_yaml(text, file)
+    problems: list[Problem] = []
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ProfileError([Problem(file, "", 1, "the profile must be a YAML mapping of keys")])
+    set_keys: dict[str, str] = {}
+    for ov in overrides:
+        if "=" not in ov:
+            problems.append(Problem(file, ov, None, "--set expects key=value, e.g. train.lr=3e-4"))
+            continue
+        k, v = ov.split("=", 1)
+        try:
+            value = yaml.safe_load(v) if v != "" else None
+        except yaml.YAMLError:
+            value = v
+        _set_path(raw, k.strip(), value)
+        set_keys[k.strip()] = ov
+
+    def err(key: str, message: str) -> None:
+        line = lines.get(key) or lines.get(key.split("[")[0])
+        origin = next((s for k, s in set_keys.items() if key == k or key.startswith(k + ".")), None)
+        if origin:
+            message += f" (from --set {origin})"
+            line = None
+        problems.append(Problem(file, key, line, message))
+
+    if "name" not in raw:
+        raw["name"] = path.stem
+    profile = _build(Profile, raw, "", err)
+    if not problems:
+        _check_values(profile, err)
+    if problems:
+        raise ProfileError(problems)
+    return profile
+
+
+def to_dict(p: Any) -> Any:
+    return dataclasses.asdict(p)
+
+
+def config_hash(p: Profile) -> str:
+    """Hash of what shapes the training trajectory (budget and cadence excluded,
+    so a resumed run may extend max_steps or change how often it prints)."""
+    d = to_dict(p)
+    for k in ("max_steps", "epochs", "heartbeat_s", "print_every_s"):
+        d["train"].pop(k, None)
+    blob = json.dumps(d, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def finite(x: float | None) -> bool:
+    return x is not None and math.isfinite(x)

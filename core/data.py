@@ -1,0 +1,384 @@
+"""Text on disk → token windows.
+
+Files (.txt .md .py .jsonl .parquet) are read as documents, tokenized once
+with a byte-level BPE (HF `tokenizers`) into uint16/uint32 memmap shards cached
+by (data hash, tokenizer hash), then cut into windows of `context + 1` tokens
+every `stride`. Documents are split into train and val by a hash of their
+text, so the split is the same on every machine and no val text leaks into
+train through overlapping windows.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import shutil
+import sysconfig
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.config import DataConfig, TokenizerConfig
+from core.progress import Progress
+
+SUFFIXES = (".txt", ".md", ".py", ".jsonl", ".parquet")
+EOT = "<|endoftext|>"
+SPLIT_VERSION = 1  # bump when the split or the shard layout changes
+
+
+class DataError(Exception):
+    """A problem with the data, naming the file and the fix."""
+
+
+# -----------------------------------------------------------------------------
+# finding and reading files
+
+
+def expand_paths(patterns: list[str]) -> list[Path]:
+    files: list[Path] = []
+    for pat in patterns:
+        for f in sorted(glob.glob(os.path.expanduser(pat), recursive=True)):
+            p = Path(f)
+            if p.is_dir():
+                files += sorted(q for q in p.rglob("*") if q.suffix in SUFFIXES and q.is_file())
+            elif p.suffix in SUFFIXES:
+                files.append(p)
+    seen, out = set(), []
+    for f in files:
+        if f not in seen:
+            seen.add(f)
+            out.append(f)
+    return out
+
+
+def read_documents(path: Path, text_column: str) -> Iterator[str]:
+    """The documents in one file. Raises DataError naming the file."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            pf = pq.ParquetFile(path)
+        except Exception as e:  # pyarrow raises several types for a bad file
+            raise DataError(
+                f"{path}: not a readable parquet file ({type(e).__name__}: {e}). "
+                "Re-create it, or remove it from data.paths."
+            ) from None
+        names = pf.schema_arrow.names
+        if text_column not in names:
+            raise DataError(
+                f"{path}: no column {text_column!r} (columns: {', '.join(names)}). "
+                "Set data.text_column to the column that holds the text."
+            )
+        try:
+            for batch in pf.iter_batches(columns=[text_column]):
+                for v in batch.column(0).to_pylist():
+                    if v:
+                        yield str(v)
+        except Exception as e:
+            raise DataError(
+                f"{path}: parquet data cannot be read ({type(e).__name__}: {e})."
+            ) from None
+    elif path.suffix == ".jsonl":
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for i, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except ValueError:
+                    raise DataError(
+                        f"{path}:{i}: not valid JSON; fix or remove that line."
+                    ) from None
+                if not isinstance(obj, dict) or text_column not in obj:
+                    raise DataError(
+                        f"{path}:{i}: no field {text_column!r}. Set data.text_column to the field that holds the text."
+                    )
+                if obj[text_column]:
+                    yield str(obj[text_column])
+    else:
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError as e:
+            raise DataError(f"{path}: cannot be read ({e}).") from None
+        if text:
+            yield text
+
+
+def data_hash(files: list[Path], text_column: str) -> str:
+    h = hashlib.sha256(f"{text_column}|{SPLIT_VERSION}".encode())
+    for f in files:
+        h.update(str(f).encode() + b"\0")
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+# -----------------------------------------------------------------------------
+# the built-in corpus: the Python standard library's own .py files
+
+
+def stdlib_files() -> list[Path]:
+    root = Path(sysconfig.get_paths()["stdlib"])
+    return sorted(p for p in root.rglob("*.py") if "site-packages" not in p.parts)
+
+
+def write_stdlib_parquet(dest: Path, shard_bytes: int = 8 << 20, sink=None) -> list[Path]:
+    """Write the stdlib's .py files as parquet shards with a `text` column (the
+    format seed 003 validates). Written to a temporary folder and renamed, so a
+    crash never leaves half a corpus."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = stdlib_files()
+    root = Path(sysconfig.get_paths()["stdlib"])
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    bar = Progress("prepare", len(files), sink, unit=" files")
+    texts, paths, size, shard = [], [], 0, 0
+    out: list[Path] = []
+
+    def flush():
+        nonlocal texts, paths, size, shard
+        if texts:
+            p = tmp / f"shard-{shard:04d}.parquet"
+            pq.write_table(pa.table({"text": texts, "path": paths}), p)
+            out.append(dest / p.name)
+            texts, paths, size, shard = [], [], 0, shard + 1
+
+    for i, f in enumerate(files):
+        try:
+            t = f.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue  # a few test files are deliberately not UTF-8
+        texts.append(t)
+        paths.append(str(f.relative_to(root)))
+        size += len(t)
+        if size >= shard_bytes:
+            flush()
+        bar.update(i + 1)
+    flush()
+    bar.close()
+    if dest.exists():
+        shutil.rmtree(dest)
+    tmp.rename(dest)
+    return out
+
+
+def ensure_files(cfg: DataConfig, sink=None) -> list[Path]:
+    files = expand_paths(cfg.paths)
+    if not files and cfg.generate == "stdlib":
+        dest = (
+            Path(cfg.paths[0]).parent
+            if any(c in cfg.paths[0] for c in "*?[")
+            else Path(cfg.paths[0])
+        )
+        write_stdlib_parquet(dest, sink=sink)
+        files = expand_paths(cfg.paths)
+    if not files:
+        raise DataError(
+            f"data.paths {cfg.paths} match no {'/'.join(SUFFIXES)} file; check the paths."
+        )
+    return files
+
+
+# -----------------------------------------------------------------------------
+# tokenizer
+
+
+def tokenizer_hash(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def train_tokenizer(docs: list[str], vocab_size: int, out: Path, sink=None):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[EOT],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=os.isatty(2),
+    )
+    bar = Progress("tokenizer", len(docs), sink, unit=" docs")
+
+    def it():
+        for i, d in enumerate(docs):
+            bar.update(i + 1)
+            yield d
+
+    tok.train_from_iterator(it(), trainer=trainer, length=len(docs))
+    bar.close()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tok.save(str(tmp))
+    os.replace(tmp, out)
+    return tok
+
+
+def load_tokenizer(cfg: TokenizerConfig, docs_fn, sink=None):
+    """(tokenizer, hash). Trains one when missing and allowed."""
+    from tokenizers import Tokenizer
+
+    path = Path(cfg.path)
+    if not path.exists():
+        if not cfg.train_if_missing:
+            raise DataError(
+                f"tokenizer.path {path}: no such file; train one or set train_if_missing: true."
+            )
+        train_tokenizer(docs_fn(), cfg.vocab_size, path, sink)
+    try:
+        tok = Tokenizer.from_file(str(path))
+    except Exception as e:
+        raise DataError(f"{path}: not a valid HF tokenizers tokenizer.json ({e}).") from None
+    if tok.get_vocab_size() > cfg.vocab_size:
+        raise DataError(
+            f"{path}: the tokenizer has {tok.get_vocab_size()} tokens but tokenizer.vocab_size is "
+            f"{cfg.vocab_size}; raise tokenizer.vocab_size or retrain the tokenizer."
+        )
+    return tok, tokenizer_hash(path)
+
+
+# -----------------------------------------------------------------------------
+# tokenizing into cached memmap shards
+
+
+def _is_val(doc: str, val_fraction: float) -> bool:
+    h = int.from_bytes(
+        hashlib.blake2b(doc.encode("utf-8", "replace"), digest_size=8).digest(), "little"
+    )
+    return (h % 1_000_000) < val_fraction * 1_000_000
+
+
+def tokenize_to_cache(
+    docs: list[str], tok, cache: Path, val_fraction: float, sink=None, chunk: int = 512
+) -> None:
+    """Encode every document (batch encoding runs on all cores), append EOT
+    after each, write train.bin / val.bin / meta.json into `cache` atomically."""
+    eot = tok.token_to_id(EOT)
+    dtype = np.uint16 if tok.get_vocab_size() <= 65535 else np.uint32
+    total = sum(len(d) for d in docs)
+    bar = Progress("tokenize", total, sink, unit="B")
+    parts: dict[str, list[np.ndarray]] = {"train": [], "val": []}
+    done = 0
+    for i in range(0, len(docs), chunk):
+        batch = docs[i : i + chunk]
+        for d, enc in zip(batch, tok.encode_batch(batch, add_special_tokens=False), strict=True):
+            ids = np.asarray(enc.ids + ([eot] if eot is not None else []), dtype=dtype)
+            parts["val" if _is_val(d, val_fraction) else "train"].append(ids)
+            done += len(d)
+        bar.update(done)
+    bar.close()
+    tmp = cache.with_name(cache.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    meta = {"dtype": np.dtype(dtype).name, "docs": len(docs), "bytes": total}
+    for split, arrs in parts.items():
+        arr = np.concatenate(arrs) if arrs else np.zeros(0, dtype)
+        arr.tofile(tmp / f"{split}.bin")
+        meta[f"{split}_tokens"] = int(arr.size)
+    (tmp / "meta.json").write_text(json.dumps(meta))
+    if cache.exists():
+        shutil.rmtree(cache)
+    os.replace(tmp, cache)
+
+
+def open_cache(cache: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+    meta = json.loads((cache / "meta.json").read_text())
+    arrs = []
+    for split in ("train", "val"):
+        n = meta[f"{split}_tokens"]
+        arrs.append(
+            np.memmap(cache / f"{split}.bin", dtype=meta["dtype"], mode="r", shape=(n,))
+            if n
+            else np.zeros(0, meta["dtype"])
+        )
+    return arrs[0], arrs[1], meta
+
+
+# -----------------------------------------------------------------------------
+# windows
+
+
+class TokenWindows:
+    """Windows of context + 1 tokens starting every `stride` tokens."""
+
+    def __init__(self, tokens: np.ndarray, context: int, stride: int):
+        self.tokens, self.context, self.stride = tokens, context, stride
+        self.n = max(0, (len(tokens) - context - 1) // stride + 1) if len(tokens) > context else 0
+        self._offsets = np.arange(context + 1)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def batch(self, idx: np.ndarray | torch.Tensor) -> torch.Tensor:
+        starts = np.asarray(idx, dtype=np.int64) * self.stride
+        rows = self.tokens[starts[:, None] + self._offsets]
+        return torch.from_numpy(rows.astype(np.int64))
+
+
+class WalkWindows:
+    """Each walk is one window (context + 1 tokens)."""
+
+    def __init__(self, walks: torch.Tensor):
+        self.walks = walks
+
+    def __len__(self) -> int:
+        return len(self.walks)
+
+    def batch(self, idx: np.ndarray | torch.Tensor) -> torch.Tensor:
+        return self.walks[torch.as_tensor(idx, dtype=torch.long)]
+
+
+def prepare_files(cfg: DataConfig, tcfg: TokenizerConfig, sink=None):
+    """(train windows, val windows, tokenizer, tokenizer hash, figures)."""
+    files = ensure_files(cfg, sink)
+    dh = data_hash(files, cfg.text_column)
+    docs_cache: list[str] | None = None
+
+    def docs() -> list[str]:
+        nonlocal docs_cache
+        if docs_cache is None:
+            bar = Progress("read", len(files), sink, unit=" files")
+            docs_cache = []
+            for i, f in enumerate(files):
+                docs_cache.extend(read_documents(f, cfg.text_column))
+                bar.update(i + 1)
+            bar.close()
+            if not docs_cache:
+                raise DataError(
+                    f"data.paths {cfg.paths}: the corpus is empty (no non-empty document in {len(files)} files)."
+                )
+        return docs_cache
+
+    tok, th = load_tokenizer(tcfg, docs, sink)
+    cache = Path(cfg.cache_dir) / f"{dh}-{th}-v{int(cfg.val_fraction * 1e6)}"
+    if not (cache / "meta.json").exists():
+        tokenize_to_cache(docs(), tok, cache, cfg.val_fraction, sink)
+    train, val, meta = open_cache(cache)
+    tw = TokenWindows(train, cfg.context, cfg.stride)
+    vw = TokenWindows(val, cfg.context, cfg.context)  # val windows never overlap
+    if len(tw) == 0 or len(vw) == 0:
+        which = "train" if len(tw) == 0 else "val"
+        raise DataError(
+            f"data.paths {cfg.paths}: too few tokens for one {which} window of data.context={cfg.context} "
+            f"({meta['train_tokens']} train / {meta['val_tokens']} val tokens from {meta['docs']} documents). "
+            "Add data, or lower data.context / adjust data.val_fraction."
+        )
+    figures = {
+        "files": len(files),
+        "docs": meta["docs"],
+        "bytes": meta["bytes"],
+        "train_tokens": meta["train_tokens"],
+        "val_tokens": meta["val_tokens"],
+        "data_hash": dh,
+        "cache": str(cache),
+    }
+    return tw, vw, tok, th, figures

@@ -1,0 +1,166 @@
+"""A decoder-only GPT: RoPE, RMSNorm, scaled_dot_product_attention, tied
+embeddings, no biases. Flat and top-down, in the style of nanoGPT/nanochat."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    vocab_size: int
+    context: int
+    n_layer: int
+    n_head: int
+    n_embd: int
+
+
+# -----------------------------------------------------------------------------
+# building blocks
+
+
+def rms_norm(x: torch.Tensor) -> torch.Tensor:
+    # no learnable gain: one less parameter group, as nanochat does
+    return F.rms_norm(x, (x.size(-1),))
+
+
+def rotary_tables(context: int, head_dim: int, base: float = 10000.0):
+    inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+    t = torch.arange(context, dtype=torch.float32)
+    freqs = torch.outer(t, inv_freq)  # (T, head_dim/2)
+    return freqs.cos()[None, None], freqs.sin()[None, None]  # (1, 1, T, head_dim/2)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    # rotate the two halves of each head (the "half" layout used by GPT-NeoX and nanochat)
+    d = x.shape[-1] // 2
+    x1, x2 = x[..., :d], x[..., d:]
+    return torch.cat((x1 * cos + x2 * sin, x2 * cos - x1 * sin), dim=-1)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.n_head = cfg.n_head
+        self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=False)
+        self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=False)
+
+    def forward(self, x, cos, sin):
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.proj(y.transpose(1, 2).contiguous().view(B, T, C))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=False)
+        self.proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=False)
+
+    def forward(self, x):
+        return self.proj(F.gelu(self.fc(x), approximate="tanh"))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.attn = Attention(cfg)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x, cos, sin):
+        x = x + self.attn(rms_norm(x), cos, sin)
+        return x + self.mlp(rms_norm(x))
+
+
+# -----------------------------------------------------------------------------
+# the model
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)])
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        self.lm_head.weight = self.wte.weight  # tied embeddings
+        cos, sin = rotary_tables(cfg.context, cfg.n_embd // cfg.n_head)
+        self.register_buffer("cos", cos, persistent=False)
+        self.register_buffer("sin", sin, persistent=False)
+        self.apply(self._init)
+        # GPT-2's scaled init of the residual projections keeps activations
+        # from growing with depth
+        for name, p in self.named_parameters():
+            if name.endswith("proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear | nn.Embedding):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        T = idx.size(1)
+        cos, sin = self.cos[:, :, :T], self.sin[:, :, :T]
+        x = self.wte(idx)
+        for block in self.blocks:
+            x = block(x, cos, sin)
+        x = rms_norm(x)
+        if targets is None:
+            return self.lm_head(x[:, -1:, :])  # generation needs the last position only
+        logits = self.lm_head(x)
+        return F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))
+
+    # -- figures ---------------------------------------------------------------
+
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())  # tied weights counted once
+
+    def n_params_non_embedding(self) -> int:
+        return self.n_params() - self.wte.weight.numel()
+
+    def flops_per_token(self) -> float:
+        """Training FLOPs per token: 6·N (forward + backward of the matmuls)
+        plus attention's 12·L·H·Q·T (PaLM appendix B, as nanoGPT counts it).
+        The tied embedding's lookup is free but its lm_head matmul is not, so N
+        includes the embedding once."""
+        c = self.cfg
+        attn = 12 * c.n_layer * c.n_embd * c.context
+        return 6 * self.n_params() + attn
+
+    # -- generation --------------------------------------------------------------
+
+    @torch.no_grad()
+    def generate(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 0.0,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Extend each row of `idx` by `max_new_tokens`; temperature 0 is greedy."""
+        for _ in range(max_new_tokens):
+            ctx = idx[:, -self.cfg.context :]
+            logits = self(ctx)[:, -1, :].float()
+            if temperature == 0:
+                nxt = logits.argmax(dim=-1, keepdim=True)
+            else:
+                logits = logits / temperature
+                if top_k is not None:
+                    v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
+                    logits[logits < v[:, [-1]]] = -float("inf")
+                probs = F.softmax(logits, dim=-1)
+                nxt = torch.multinomial(probs, 1, generator=generator)
+            idx = torch.cat((idx, nxt), dim=1)
+        return idx

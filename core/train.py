@@ -1,0 +1,541 @@
+"""The training engine: python -m core.train --profile P [--run-dir D] [--resume auto|PATH] [--set k=v ...]
+
+Writes logs/<run-id>/ as DESIGN.md says: run.yaml, events.jsonl,
+checkpoints/, result.json, report.md, stacks/ on SIGUSR2.
+Exit codes: 0 completed / gate passed / early stopped, 1 diverged or failed,
+2 bad profile or data, 130 SIGINT, 143 SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import random
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from core import checkpoint as C
+from core import events as E
+from core import walks as W
+from core.config import Profile, ProfileError, config_hash, load_profile, to_dict
+from core.data import DataError, WalkWindows, prepare_files
+from core.evaluate import autocast, evaluate, gate_check
+from core.model import GPT, GPTConfig
+from core.report import write_report, write_result
+from core.runtime import HeartbeatThread, Signals, environment, peak_flops, pick_dtype, setup_dist
+
+LOGS = Path("logs")
+
+
+# -----------------------------------------------------------------------------
+# arguments and the run directory
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m core.train", description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--profile", default="demo-walks", help="profile name (profiles/NAME.yaml) or path"
+    )
+    ap.add_argument("--run-dir", help="run directory (default logs/<YYYYmmdd-HHMMSS>-<profile>)")
+    ap.add_argument(
+        "--resume", help="auto (newest checkpoint that verifies) or a checkpoint/run-dir path"
+    )
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a profile key (YAML value)",
+    )
+    return ap.parse_args(argv)
+
+
+def resolve_run_dir(args, p: Profile) -> tuple[Path, Path | None]:
+    """(run dir, checkpoint to resume from or None)."""
+    resume_from = None
+    if args.resume and args.resume != "auto":
+        rp = Path(args.resume)
+        if rp.is_file():
+            return (Path(args.run_dir) if args.run_dir else rp.parent.parent), rp
+        if not rp.is_dir():
+            raise DataError(f"--resume {rp}: no such checkpoint or run directory")
+        return (Path(args.run_dir) if args.run_dir else rp), None
+    if args.run_dir:
+        return Path(args.run_dir), resume_from
+    if args.resume == "auto":
+        runs = sorted(d for d in LOGS.glob(f"*-{p.name}") if C.list_checkpoints(d / "checkpoints"))
+        if runs:
+            return runs[-1], None
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    d, n = LOGS / f"{stamp}-{p.name}", 1
+    while d.exists():
+        n += 1
+        d = LOGS / f"{stamp}-{p.name}-{n}"
+    return d, None
+
+
+def lr_at(step: int, total: int, p: Profile) -> float:
+    """Linear warmup to lr, then cosine down to min_lr (step counts from 0)."""
+    t = p.train
+    warm = int(t.warmup_frac * total)
+    if step < warm:
+        return t.lr * (step + 1) / warm
+    frac = (step - warm) / max(1, total - warm)
+    return t.min_lr + 0.5 * (t.lr - t.min_lr) * (1 + math.cos(math.pi * min(1.0, frac)))
+
+
+# -----------------------------------------------------------------------------
+# state that a checkpoint carries besides model and optimizer
+
+
+@dataclass
+class Progress:
+    step: int = 0  # optimizer steps done
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    best_val: float = float("inf")
+    bad_evals: int = 0
+    curves: dict = field(
+        default_factory=lambda: {"train_loss": [], "val_loss": [], "eval_step": []}
+    )
+    gate: dict = field(default_factory=dict)
+
+
+def rng_state() -> dict:
+    np_state = np.random.get_state()
+    s = {
+        "python": random.getstate(),
+        # as plain lists so the checkpoint loads with weights_only=True
+        "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        s["cuda"] = torch.cuda.get_rng_state_all()
+    return s
+
+
+def set_rng_state(s: dict) -> None:
+    random.setstate(tuple(x if not isinstance(x, list) else tuple(x) for x in s["python"]))
+    n = s["numpy"]
+    np.random.set_state((n[0], np.array(n[1], dtype=np.uint32), *n[2:]))
+    torch.set_rng_state(s["torch"])
+    if "cuda" in s and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
+
+
+# -----------------------------------------------------------------------------
+# main
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        p = load_profile(args.profile, args.set)
+    except ProfileError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        return run(args, p)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def run(args, p: Profile) -> int:
+    dist, device = setup_dist(p.train.device)
+    dtype = pick_dtype(p.train.dtype, device)
+    run_dir, resume_path = resolve_run_dir(args, p)
+    if dist.master:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_dir = run_dir / "checkpoints"
+    sink = E.JsonlSink(run_dir / "events.jsonl") if dist.master else E.NullSink()
+    sig = Signals(stacks_dir=run_dir / "stacks" if dist.master else None)
+    sig.install()
+    t_start = time.time()
+    say = print if dist.master else (lambda *a, **k: None)
+    say(f"run dir: {run_dir}")
+
+    def finish(
+        status: str, reason: str, prog: Progress, code: int, extra: dict | None = None
+    ) -> int:
+        wall = time.time() - t_start
+        heart.close()
+        if dist.master:
+            sink.write(E.RunEnd(status=status, step=prog.step, reason=reason, wall_s=wall))
+            write_result(run_dir, p, status, reason, prog, wall, summary, extra or {})
+            write_report(run_dir, p, status, reason, prog, wall, summary, env)
+        say(f"run {status}: {reason} (step {prog.step}, {wall:.1f}s) -> {run_dir}")
+        sink.close()
+        return code
+
+    heart = HeartbeatThread(sink, p.train.heartbeat_s, sig)
+    prog = Progress()
+    summary: dict = {}
+    env: dict = {}
+    try:
+        # --- data ----------------------------------------------------------------
+        torch.manual_seed(p.train.seed)
+        graph = val_walks = tok = None
+        if p.data.source == "walks":
+            graph, train_walks, val_walks = W.make_corpus(
+                p.data.walks, p.data.context, p.data.val_fraction
+            )
+            train, val, vocab, tok_hash = (
+                WalkWindows(train_walks),
+                WalkWindows(val_walks),
+                graph.vocab_size,
+                graph.spec_hash(),
+            )
+            data_figures = {
+                "train_walks": len(train),
+                "val_walks": len(val),
+                "nodes": graph.n_nodes,
+            }
+        else:
+            train, val, tok, tok_hash, data_figures = prepare_files(p.data, p.tokenizer, sink)
+            vocab = p.tokenizer.vocab_size
+        B, A, WS = p.train.batch_size, p.train.grad_accum, dist.world_size
+        steps_per_epoch = len(train) // (B * A * WS)
+        if steps_per_epoch == 0:
+            raise DataError(
+                f"too few training windows ({len(train)}) for one batch of {B * A * WS} "
+                "(train.batch_size x grad_accum x world size); add data or lower train.batch_size"
+            )
+        total = p.train.max_steps or p.train.epochs * steps_per_epoch
+        total_epochs = math.ceil(total / steps_per_epoch)
+        context = p.data.context
+
+        # --- model and optimizer -------------------------------------------------
+        model = GPT(GPTConfig(vocab, context, p.model.n_layer, p.model.n_head, p.model.n_embd)).to(
+            device
+        )
+        decay = [q for q in model.parameters() if q.dim() >= 2]
+        opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": p.train.weight_decay}],
+            lr=p.train.lr,
+            betas=(0.9, 0.95),
+            fused=True,
+        )
+        peak, peak_src = peak_flops(device, dtype)
+        env = environment(device, dtype, dist, peak, peak_src)
+        cfg_hash = config_hash(p)
+        tokens_per_step = B * A * WS * context
+        flops_per_token = model.flops_per_token()
+        summary = {
+            "n_params": model.n_params(),
+            "n_params_non_embedding": model.n_params_non_embedding(),
+            "vocab_size": vocab,
+            "tokens_per_step": tokens_per_step,
+            "total_steps": total,
+            "steps_per_epoch": steps_per_epoch,
+            "config_hash": cfg_hash,
+            "tokenizer_hash": tok_hash,
+            "data": data_figures,
+        }
+        say(
+            f"model: {model.n_params() / 1e6:.2f}M parameters ({model.n_params_non_embedding() / 1e6:.2f}M non-embedding), "
+            f"vocab {vocab}, {device} {env['dtype']}; {total} steps, {steps_per_epoch} per epoch"
+        )
+
+        # --- resume --------------------------------------------------------------
+        if args.resume:
+            if resume_path is None:
+                resume_path, skipped = C.find_resume(ckpt_dir)
+                for why in skipped:
+                    say(f"warning: skipping checkpoint: {why}")
+                    sink.write(
+                        E.Alert(
+                            level="warn", code="checkpoint_corrupt", message=f"resume skipped {why}"
+                        )
+                    )
+            elif (why := C.verify(resume_path)) is not None:
+                raise DataError(f"--resume {resume_path}: {why}")
+            if resume_path is None:
+                say("resume: no checkpoint to resume from; starting fresh")
+            else:
+                state = C.load(resume_path)
+                if state["tokenizer_hash"] != tok_hash:
+                    raise DataError(
+                        f"--resume {resume_path}: made with another tokenizer/graph ({state['tokenizer_hash']} != {tok_hash})"
+                    )
+                if state["config_hash"] != cfg_hash:
+                    sink.write(
+                        E.Alert(
+                            level="warn",
+                            code="config_changed",
+                            message="resuming with a different config; the curve will not match an uninterrupted run",
+                        )
+                    )
+                model.load_state_dict(state["model"])
+                opt.load_state_dict(state["optimizer"])
+                set_rng_state(state["rng"])
+                prog = Progress(**state["progress"])
+                say(f"resume: from {resume_path} (step {prog.step}, epoch {prog.epoch})")
+                sink.write(
+                    E.Alert(
+                        level="info",
+                        code="resumed",
+                        message=f"resumed from {resume_path.name} at step {prog.step}",
+                    )
+                )
+
+        if dist.master:
+            (run_dir / "run.yaml").write_text(
+                yaml.safe_dump(
+                    {"profile": to_dict(p), "environment": env, "summary": summary}, sort_keys=False
+                )
+            )
+        sink.write(
+            E.RunStart(
+                run_id=run_dir.name,
+                profile=p.name,
+                pid=os.getpid(),
+                device=str(device),
+                world_size=WS,
+                dtype=env["dtype"],
+                n_params=model.n_params(),
+                tokens_per_step=tokens_per_step,
+                total_steps=total,
+                total_epochs=total_epochs,
+            )
+        )
+        raw_model = model
+        if p.train.compile:
+            model = torch.compile(model)
+        if WS > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            model = DDP(model, device_ids=[dist.local_rank] if device.type == "cuda" else None)
+
+        # --- the loop -------------------------------------------------------------
+        def save(tags: list[str], val_loss: float | None) -> None:
+            if not dist.master:
+                return
+            state = {
+                "model": raw_model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "rng": rng_state(),
+                "progress": vars(prog),
+                "step": prog.step,
+                "config_hash": cfg_hash,
+                "tokenizer_hash": tok_hash,
+            }
+            meta = {
+                "step": prog.step,
+                "epoch": prog.epoch,
+                "tokens": prog.step * tokens_per_step,
+                "val_loss": val_loss,
+                "tags": ["latest", *tags],
+                "config_hash": cfg_hash,
+                "tokenizer_hash": tok_hash,
+            }
+            s = C.save(ckpt_dir, state, meta)
+            C.retain(ckpt_dir, p.checkpoint.keep_last)
+            sink.write(
+                E.Checkpoint(
+                    step=prog.step,
+                    path=str(s.path),
+                    bytes=s.bytes,
+                    sha256=s.sha256,
+                    seconds=s.seconds,
+                    tags=meta["tags"],
+                )
+            )
+
+        def do_eval() -> tuple[str | None, float, bool]:
+            """Evaluate; returns (a status that ends the run or None, val loss, improved)."""
+            r = evaluate(raw_model, val, p, device, dtype, prog.step, graph, val_walks, tok)
+            prog.curves["val_loss"].append(r.val_loss)
+            prog.curves["eval_step"].append(prog.step)
+            for k, v in r.metrics.items():
+                prog.curves.setdefault(k, []).append(v)
+            sink.write(
+                E.Eval(
+                    step=prog.step,
+                    epoch=prog.epoch,
+                    val_loss=r.val_loss,
+                    val_ppl=r.val_ppl,
+                    metrics=r.metrics,
+                )
+            )
+            for s in r.samples:
+                sink.write(E.Sample(step=prog.step, **s))
+            improved = math.isfinite(r.val_loss) and r.val_loss < prog.best_val
+            prog.best_val, prog.bad_evals = (
+                (r.val_loss, 0) if improved else (prog.best_val, prog.bad_evals + 1)
+            )
+            line = f"eval step {prog.step} epoch {prog.epoch} | val {r.val_loss:.4f} ppl {r.val_ppl:.2f}"
+            line += "".join(f" | {k} {v:.3f}" for k, v in r.metrics.items())
+            if p.gate.metrics:
+                passed, named = gate_check(p, r)
+                prog.gate = {
+                    "step": prog.step,
+                    "passed": passed,
+                    "metrics": named,
+                    "thresholds": dict(p.gate.metrics),
+                }
+                sink.write(
+                    E.Gate(
+                        step=prog.step,
+                        passed=passed,
+                        metrics=named,
+                        thresholds=dict(p.gate.metrics),
+                    )
+                )
+                line += f" | gate {'PASSED' if passed else 'not yet'}"
+            say(line, flush=True)
+            if p.gate.metrics and passed and p.gate.stop_on_pass:
+                return "gate_passed", r.val_loss, improved
+            if p.eval.patience and prog.bad_evals >= p.eval.patience:
+                return "early_stopped", r.val_loss, improved
+            return None, r.val_loss, improved
+
+        heart.start()
+        sig.training = True
+        sig.step = prog.step
+        model.train()
+        t_print = time.time()
+        status = None
+        perm, perm_epoch = None, None
+        while prog.step < total:
+            if perm_epoch != prog.epoch:  # the data order is a pure function of (seed, epoch)
+                perm_epoch = prog.epoch
+                perm = torch.randperm(
+                    len(train),
+                    generator=torch.Generator().manual_seed(p.train.seed * 100_003 + prog.epoch),
+                )
+            t0 = time.perf_counter()
+            lr = lr_at(prog.step, total, p)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            loss_sum = torch.zeros((), device=device)
+            for micro in range(A):
+                j = (prog.batch_in_epoch * A + micro) * WS + dist.rank
+                rows = train.batch(perm[j * B : (j + 1) * B]).to(device, non_blocking=True)
+                sync = micro == A - 1 or WS == 1
+                ctx = model.no_sync() if (WS > 1 and not sync) else nullcontext()
+                with ctx, autocast(device, dtype):
+                    loss = model(rows[:, :-1], rows[:, 1:]) / A
+                loss.backward()
+                loss_sum += loss.detach()
+            if WS > 1:
+                import torch.distributed as tdist
+
+                tdist.all_reduce(loss_sum)
+                loss_sum /= WS
+            loss_val = loss_sum.item()
+            if not math.isfinite(loss_val):
+                # stop before the optimizer step: the saved state stays finite
+                sink.write(
+                    E.Alert(
+                        level="error",
+                        code="nan_loss",
+                        message=f"loss is {loss_val} at step {prog.step + 1}; stopping, last good checkpoint kept",
+                    )
+                )
+                prog.step += 1
+                prog.curves["train_loss"].append(loss_val)
+                return finish(
+                    "diverged", f"non-finite loss ({loss_val}) at step {prog.step}", prog, 1
+                )
+            clip = p.train.grad_clip if p.train.grad_clip is not None else float("inf")
+            grad_norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), clip).item()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            prog.step += 1
+            prog.batch_in_epoch += 1
+            sig.step = prog.step
+            dt = time.perf_counter() - t0
+            tps = tokens_per_step / dt
+            mfu = flops_per_token * tps / peak if peak else None
+            prog.curves["train_loss"].append(loss_val)
+            sink.write(
+                E.Step(
+                    step=prog.step,
+                    epoch=prog.epoch,
+                    loss=loss_val,
+                    lr=lr,
+                    grad_norm=grad_norm,
+                    tokens=prog.step * tokens_per_step,
+                    step_ms=dt * 1000,
+                    tokens_per_s=tps,
+                    mfu=mfu,
+                )
+            )
+            if time.time() - t_print >= p.train.print_every_s:
+                t_print = time.time()
+                eta = (total - prog.step) * dt
+                say(
+                    f"step {prog.step}/{total} | epoch {prog.epoch} | loss {loss_val:.4f} | lr {lr:.2e} | "
+                    f"{tps / 1e3:.1f}k tok/s | {dt * 1000:.0f} ms | mfu {100 * (mfu or 0):.1f}% | eta {eta:.0f}s",
+                    flush=True,
+                )
+
+            epoch_end = prog.batch_in_epoch >= steps_per_epoch
+            last = prog.step >= total
+            evaluated = improved = False
+            vl = None
+            if (
+                (p.eval.every_steps and prog.step % p.eval.every_steps == 0)
+                or (p.eval.every_epoch and epoch_end)
+                or last
+            ):
+                status, vl, improved = do_eval()
+                evaluated = True
+            if epoch_end:
+                prog.epoch += 1
+                prog.batch_in_epoch = 0
+            ending = status is not None or last
+            due = (p.checkpoint.every_steps and prog.step % p.checkpoint.every_steps == 0) or (
+                p.checkpoint.every_epoch and epoch_end
+            )
+            if ending or due or sig.save or sig.stop:
+                tags = (["final"] if ending else []) + (["gate"] if status == "gate_passed" else [])
+                tags += (["interrupt"] if sig.stop and not ending else []) + (
+                    ["best"] if improved else []
+                )
+                save(tags, vl if evaluated else None)
+                sig.save = False
+            if ending:
+                break
+            if sig.stop:
+                return finish(
+                    "interrupted",
+                    f"signal {sig.stop}: stopped after step {prog.step}, checkpoint saved",
+                    prog,
+                    sig.exit_code,
+                )
+        if status is None:
+            status = "completed"
+        reasons = {
+            "completed": f"budget of {total} steps done",
+            "gate_passed": "every gate metric met its minimum",
+            "early_stopped": f"val loss did not improve for {p.eval.patience} evals",
+        }
+        extra = {}
+        if p.gate.metrics and status != "gate_passed":
+            extra["failure"] = {"reason": "gate not passed", "gate": prog.gate}
+        return finish(status, reasons[status], prog, 0, extra)
+    except KeyboardInterrupt:
+        return finish("interrupted", "interrupted before training started", prog, sig.exit_code)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return finish("failed", str(e), prog, 2)
+    except Exception as e:
+        import traceback
+
+        traceback.print_exc()
+        sink.write(E.Alert(level="error", code="exception", message=f"{type(e).__name__}: {e}"))
+        return finish("failed", f"{type(e).__name__}: {e}", prog, 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
