@@ -152,6 +152,8 @@ class EvalConfig:
     "validation batches per eval"
     patience: int | None = 3
     "evals without val improvement before early stop; null = never"
+    min_delta: float = 1.0e-3
+    "a val loss must fall by more than this to count as an improvement"
     validator: str | None = None
     "python: score samples with ast.parse as metric valid_python"
     samples: SamplesConfig = field(default_factory=SamplesConfig)
@@ -397,7 +399,7 @@ def _check_values(p: Profile, err) -> None:
     positive("train.batch_size", t.batch_size)
     positive("train.grad_accum", t.grad_accum)
     positive("train.lr", t.lr)
-    if t.min_lr < 0 or t.min_lr > t.lr:
+    if t.lr > 0 and not 0 <= t.min_lr <= t.lr:  # (a bad lr is reported once, not twice)
         err("train.min_lr", f"must be between 0 and train.lr ({t.lr}), got {t.min_lr}")
     if not 0 <= t.warmup_frac < 1:
         err("train.warmup_frac", f"must be in [0, 1), got {t.warmup_frac}")
@@ -418,6 +420,8 @@ def _check_values(p: Profile, err) -> None:
     positive("eval.every_steps", e.every_steps, allow_none=True)
     positive("eval.val_batches", e.val_batches)
     positive("eval.patience", e.patience, allow_none=True)
+    if e.min_delta < 0:
+        err("eval.min_delta", f"must be 0 or more, got {e.min_delta}")
     if e.validator not in (None, "python"):
         err("eval.validator", f"expected null or 'python', got {e.validator!r}")
     positive("eval.samples.max_new_tokens", e.samples.max_new_tokens)
@@ -512,8 +516,8 @@ def load_profile(name_or_path: str, overrides: list[str] | tuple[str, ...] = ())
     if "name" not in raw:
         raw["name"] = path.stem
     profile = _build(Profile, raw, "", err)
-    if not problems:
-        _check_values(profile, err)
+    # a field of the wrong type kept its default, so value checks stay meaningful
+    _check_values(profile, err)
     if problems:
         raise ProfileError(problems)
     return profile

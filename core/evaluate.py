@@ -77,16 +77,21 @@ def gate_walks(
 
 
 def python_is_valid(prompt: str, text: str) -> bool:
-    """Does the sample parse as Python? A sample is cut mid-line by the token
-    budget, so judge the complete lines (seed 001: "generated code is valid")."""
+    """Does the sample parse as Python? The token budget cuts a sample anywhere,
+    so judge its complete lines, and let a block opened on the last line be
+    closed with `pass` (seed 001: "generated code is valid")."""
     code = prompt + text
     if "\n" in code and not code.endswith("\n"):
         code = code[: code.rfind("\n") + 1]
-    try:
-        ast.parse(code)
-    except (SyntaxError, ValueError):
-        return False
-    return True
+    last = next((ln for ln in reversed(code.splitlines()) if ln.strip()), "")
+    indent = last[: len(last) - len(last.lstrip())]
+    for candidate in (code, f"{code}\n{indent}    pass\n"):
+        try:
+            ast.parse(candidate)
+            return True
+        except (SyntaxError, ValueError):
+            continue
+    return False
 
 
 @torch.no_grad()

@@ -316,6 +316,12 @@ def run(args, p: Profile) -> int:
             model = DDP(model, device_ids=[dist.local_rank] if device.type == "cuda" else None)
 
         # --- the loop -------------------------------------------------------------
+        def diverge(what: str) -> int:
+            msg = f"{what}; stopping, the last good checkpoint is kept"
+            say(f"error: {msg}")
+            sink.write(E.Alert(level="error", code="nan_loss", message=msg))
+            return finish("diverged", what, prog, 1)
+
         def save(tags: list[str], val_loss: float | None) -> None:
             if not dist.master:
                 return
@@ -368,7 +374,7 @@ def run(args, p: Profile) -> int:
             )
             for s in r.samples:
                 sink.write(E.Sample(step=prog.step, **s))
-            improved = math.isfinite(r.val_loss) and r.val_loss < prog.best_val
+            improved = math.isfinite(r.val_loss) and r.val_loss < prog.best_val - p.eval.min_delta
             prog.best_val, prog.bad_evals = (
                 (r.val_loss, 0) if improved else (prog.best_val, prog.bad_evals + 1)
             )
@@ -432,22 +438,13 @@ def run(args, p: Profile) -> int:
                 tdist.all_reduce(loss_sum)
                 loss_sum /= WS
             loss_val = loss_sum.item()
-            if not math.isfinite(loss_val):
-                # stop before the optimizer step: the saved state stays finite
-                sink.write(
-                    E.Alert(
-                        level="error",
-                        code="nan_loss",
-                        message=f"loss is {loss_val} at step {prog.step + 1}; stopping, last good checkpoint kept",
-                    )
-                )
-                prog.step += 1
-                prog.curves["train_loss"].append(loss_val)
-                return finish(
-                    "diverged", f"non-finite loss ({loss_val}) at step {prog.step}", prog, 1
-                )
             clip = p.train.grad_clip if p.train.grad_clip is not None else float("inf")
             grad_norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), clip).item()
+            if not (math.isfinite(loss_val) and math.isfinite(grad_norm)):
+                # stop before the optimizer step: the weights (and any save) stay finite
+                prog.step += 1  # the step was taken as far as its loss; count it, keep its loss
+                prog.curves["train_loss"].append(loss_val)
+                return diverge(f"loss {loss_val}, grad norm {grad_norm} at step {prog.step}")
             opt.step()
             opt.zero_grad(set_to_none=True)
             prog.step += 1
@@ -497,6 +494,11 @@ def run(args, p: Profile) -> int:
             due = (p.checkpoint.every_steps and prog.step % p.checkpoint.every_steps == 0) or (
                 p.checkpoint.every_epoch and epoch_end
             )
+            if (ending or due or sig.save or sig.stop) and not all(
+                q.isfinite().all() for q in raw_model.parameters()
+            ):
+                # a non-finite state is never saved: it would become `latest` and evict a good one
+                return diverge(f"weights became non-finite at step {prog.step}")
             if ending or due or sig.save or sig.stop:
                 tags = (["final"] if ending else []) + (["gate"] if status == "gate_passed" else [])
                 tags += (["interrupt"] if sig.stop and not ending else []) + (

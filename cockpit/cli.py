@@ -1,0 +1,111 @@
+"""The `cockpit` command.
+
+cockpit verify   RUN_DIR|CHECKPOINT     exit 0 valid, 1 invalid (with the reason)
+cockpit validate PROFILE [--set k=v]    exit 0 valid, 2 with every problem listed
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from core import checkpoint as C
+from core.config import ProfileError, load_profile
+
+
+def _param_counts(p) -> tuple[int, int, int]:
+    """(total, non-embedding, vocab) without allocating the weights."""
+    import torch
+
+    from core.model import GPT, GPTConfig
+
+    vocab = p.data.walks.n_nodes + 1 if p.data.source == "walks" else p.tokenizer.vocab_size
+    with torch.device("meta"):
+        m = GPT(GPTConfig(vocab, p.data.context, p.model.n_layer, p.model.n_head, p.model.n_embd))
+    return m.n_params(), m.n_params_non_embedding(), vocab
+
+
+def cmd_validate(args) -> int:
+    try:
+        p = load_profile(args.profile, args.set)
+    except ProfileError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    total, non_emb, vocab = _param_counts(p)
+    t = p.train
+    budget = f"{t.max_steps} steps" if t.max_steps else f"{t.epochs} epochs"
+    tokens_per_step = t.batch_size * t.grad_accum * p.data.context
+    print(f"{args.profile}: valid profile '{p.name}'")
+    print(
+        f"  model    {p.model.n_layer}L x {p.model.n_head}H x {p.model.n_embd}d, vocab {vocab}: "
+        f"{total:,} parameters ({non_emb:,} non-embedding)"
+    )
+    print(
+        f"  data     {p.data.source}, context {p.data.context}, stride {p.data.stride}"
+        + (f", paths {p.data.paths}" if p.data.source == "files" else "")
+    )
+    print(
+        f"  train    {budget}, {tokens_per_step:,} tokens/step, lr {t.lr:g}, device {t.device}, dtype {t.dtype}"
+    )
+    if p.gate.metrics:
+        print("  gate     " + ", ".join(f"{k} >= {v:g}" for k, v in p.gate.metrics.items()))
+    return 0
+
+
+def cmd_verify(args) -> int:
+    path = Path(args.path)
+    if path.is_file():
+        why = C.verify(path, deep=True)
+        if why:
+            print(f"INVALID {path}: {why}")
+            return 1
+        meta = C.read_sidecar(path)
+        print(
+            f"OK {path}: step {meta['step']}, {meta['bytes']:,} bytes, sha256 {meta['sha256'][:12]}…, tags {', '.join(meta['tags'])}"
+        )
+        return 0
+    ckpt_dir = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+    if not ckpt_dir.is_dir():
+        print(f"INVALID {path}: no such run directory or checkpoint")
+        return 1
+    results, latest_why = C.verify_run(ckpt_dir)
+    bad = 0
+    for p, why in results:
+        print(f"{'OK     ' if why is None else 'INVALID'} {p.name}" + (f": {why}" if why else ""))
+        bad += why is not None
+    lp = C.latest(ckpt_dir)
+    if latest_why:
+        print(f"INVALID latest: {latest_why}")
+    else:
+        print(f"OK      latest -> {lp.name}")
+    if bad or latest_why:
+        print(
+            f"{ckpt_dir}: {bad} invalid checkpoint(s){'; latest is not valid' if latest_why else ''}"
+        )
+        return 1
+    print(f"{ckpt_dir}: {len(results)} checkpoint(s) valid")
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="cockpit", description="A terminal cockpit for language-model training runs."
+    )
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    v = sub.add_parser(
+        "verify",
+        help="check a run's checkpoints (or one checkpoint): sidecar, size, sha256, latest",
+    )
+    v.add_argument("path", help="run directory, checkpoints/ folder, or step-NNNNNNN.pt")
+    v.set_defaults(fn=cmd_verify)
+    va = sub.add_parser("validate", help="check a profile without running it")
+    va.add_argument("profile", help="profile name (profiles/NAME.yaml) or path")
+    va.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    va.set_defaults(fn=cmd_validate)
+    args = ap.parse_args(argv)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
