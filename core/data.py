@@ -27,7 +27,7 @@ from core.progress import Progress
 
 SUFFIXES = (".txt", ".md", ".py", ".jsonl", ".parquet")
 EOT = "<|endoftext|>"
-SPLIT_VERSION = 1  # bump when the split or the shard layout changes
+SPLIT_VERSION = 2  # bump when the split or the shard layout changes
 
 
 class DataError(Exception):
@@ -257,6 +257,19 @@ def _is_val(doc: str, val_fraction: float) -> bool:
     return (h % 1_000_000) < val_fraction * 1_000_000
 
 
+def _pieces(doc: str, size: int = 64 << 10) -> list[str]:
+    """A document cut at line ends into pieces of about `size` characters, so a
+    corpus that is one big file still splits into train and val."""
+    out, start = [], 0
+    while len(doc) - start > size:
+        cut = doc.rfind("\n", start, start + size) + 1
+        cut = cut if cut > start else start + size
+        out.append(doc[start:cut])
+        start = cut
+    out.append(doc[start:])
+    return out
+
+
 def tokenize_to_cache(
     docs: list[str], tok, cache: Path, val_fraction: float, sink=None, chunk_bytes: int = 4 << 20
 ) -> None:
@@ -267,24 +280,35 @@ def tokenize_to_cache(
     eot = tok.token_to_id(EOT)
     dtype = np.uint16 if tok.get_vocab_size() <= 65535 else np.uint32
     encode = getattr(tok, "encode_batch_fast", tok.encode_batch)
-    total = sum(len(d) for d in docs)
+    pieces: list[tuple[str, bool]] = []  # (text, ends its document)
+    for d in docs:
+        ps = _pieces(d)
+        pieces += [(p, k == len(ps) - 1) for k, p in enumerate(ps)]
+    total = sum(len(p) for p, _ in pieces)
     bar = Progress("tokenize", total, sink, unit="B")
     parts: dict[str, list[np.ndarray]] = {"train": [], "val": []}
     done, i = 0, 0
     tail = [eot] if eot is not None else []
-    while i < len(docs):
+    while i < len(pieces):
         j, size = i, 0
-        while j < len(docs) and (size < chunk_bytes or j == i):
-            size += len(docs[j])
+        while j < len(pieces) and (size < chunk_bytes or j == i):
+            size += len(pieces[j][0])
             j += 1
-        batch = docs[i:j]
-        for d, enc in zip(batch, encode(batch, add_special_tokens=False), strict=True):
-            ids = np.array(enc.ids + tail, dtype=dtype)
-            parts["val" if _is_val(d, val_fraction) else "train"].append(ids)
+        batch = [p for p, _ in pieces[i:j]]
+        for (text, last), enc in zip(
+            pieces[i:j], encode(batch, add_special_tokens=False), strict=True
+        ):
+            ids = np.array(enc.ids + (tail if last else []), dtype=dtype)
+            parts["val" if _is_val(text, val_fraction) else "train"].append(ids)
         done += size
         i = j
         bar.update(done)
     bar.close()
+    if not parts["val"] and parts["train"]:
+        # too few pieces for the hash to pick any: hold out the stream's tail instead
+        stream = np.concatenate(parts["train"])
+        cut = len(stream) - max(1, int(len(stream) * val_fraction))
+        parts = {"train": [stream[:cut]], "val": [stream[cut:]]}
     tmp = cache.with_name(cache.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
