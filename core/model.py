@@ -24,23 +24,29 @@ class GPTConfig:
 # building blocks
 
 
-def rms_norm(x: torch.Tensor) -> torch.Tensor:
-    # no learnable gain: one less parameter group, as nanochat does
-    return F.rms_norm(x, (x.size(-1),))
+def rms_norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    # No learnable gain: one less parameter group, as nanochat does. Written
+    # with vector_norm because on CPU F.rms_norm (fwd+bwd) measured 1.5x slower.
+    rms = torch.linalg.vector_norm(x, dim=-1, keepdim=True) * x.size(-1) ** -0.5
+    return x / (rms + eps)
 
 
 def rotary_tables(context: int, head_dim: int, base: float = 10000.0):
+    """cos and signed sin over the full head width, shaped (1, 1, T, head_dim),
+    for the "half" layout of GPT-NeoX and nanochat."""
     inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
     t = torch.arange(context, dtype=torch.float32)
     freqs = torch.outer(t, inv_freq)  # (T, head_dim/2)
-    return freqs.cos()[None, None], freqs.sin()[None, None]  # (1, 1, T, head_dim/2)
+    cos, sin = freqs.cos(), freqs.sin()
+    return torch.cat((cos, cos), -1)[None, None], torch.cat((sin, -sin), -1)[None, None]
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    # rotate the two halves of each head (the "half" layout used by GPT-NeoX and nanochat)
-    d = x.shape[-1] // 2
-    x1, x2 = x[..., :d], x[..., d:]
-    return torch.cat((x1 * cos + x2 * sin, x2 * cos - x1 * sin), dim=-1)
+    """(x1, x2) -> (x1 cos + x2 sin, x2 cos - x1 sin) on the two halves of each head."""
+    # chunk, not slicing: a slice's backward zero-fills a full-size gradient
+    # and copies into it; chunk's backward is one cat (measured: -6% step time)
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos + torch.cat((x2, x1), dim=-1) * sin
 
 
 class Attention(nn.Module):
@@ -52,11 +58,11 @@ class Attention(nn.Module):
 
     def forward(self, x, cos, sin):
         B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=2)
-        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        H, hd = self.n_head, C // self.n_head
+        qk, v = self.qkv(x).split((2 * C, C), dim=-1)
+        # rotate q and k in one call: half the elementwise kernels of two calls
+        q, k = apply_rotary(qk.view(B, T, 2 * H, hd).transpose(1, 2), cos, sin).split(H, dim=1)
+        v = v.view(B, T, H, hd).transpose(1, 2)
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         return self.proj(y.transpose(1, 2).contiguous().view(B, T, C))
 
@@ -68,7 +74,7 @@ class MLP(nn.Module):
         self.proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=False)
 
     def forward(self, x):
-        return self.proj(F.gelu(self.fc(x), approximate="tanh"))
+        return self.proj(F.gelu(self.fc(x)))  # exact GELU: faster than tanh's on CPU
 
 
 class Block(nn.Module):

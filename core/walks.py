@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from core.config import WalksConfig
+from core.data import DataError
 
 
 @dataclass(frozen=True)
@@ -73,35 +74,40 @@ def _reach_exact(is_b: np.ndarray, succ: np.ndarray, k: int) -> np.ndarray:
 
 
 def make_graph(cfg: WalksConfig) -> Graph:
-    """A random out-regular digraph where the rule can always be kept: from
-    every A node some successor reaches B in exactly rule_k - 1 more steps,
-    and every node has a successor outside B. Deterministic in cfg.seed."""
-    for attempt in range(1000):
-        rng = np.random.default_rng([cfg.seed, attempt])
-        n = cfg.n_nodes
-        succ = np.stack(
-            [
-                rng.choice(np.delete(np.arange(n), u), cfg.out_degree, replace=False)
-                for u in range(n)
-            ]
+    """A random out-regular digraph where the rule can always be kept: every
+    node has a successor outside B, and from every A node some successor
+    reaches B in exactly rule_k - 1 more steps. One draw, then repairs (an A
+    node that cannot keep its promise is demoted), so it is fast at any size.
+    Deterministic in cfg.seed."""
+    rng = np.random.default_rng([cfg.seed, 0])
+    n = cfg.n_nodes
+    # out_degree distinct successors per node, never itself: sample from n-1 and skip u
+    keys = rng.random((n, n - 1)) if n <= 4096 else None
+    if keys is not None:
+        succ = np.argpartition(keys, cfg.out_degree, axis=1)[:, : cfg.out_degree]
+    else:
+        succ = np.stack([rng.choice(n - 1, cfg.out_degree, replace=False) for _ in range(n)])
+    succ = succ + (succ >= np.arange(n)[:, None])
+    perm = rng.permutation(n)
+    n_a = max(1, round(cfg.class_a_frac * n))
+    n_b = max(1, round(cfg.class_b_frac * n))
+    is_a = np.zeros(n, bool)
+    is_b = np.zeros(n, bool)
+    is_a[perm[:n_a]] = True
+    is_b[perm[n_a : n_a + n_b]] = True
+    non_b = np.flatnonzero(~is_b)
+    for u in np.flatnonzero(is_b[succ].all(axis=1)):  # repair: give it one way out of B
+        choices = [v for v in non_b if v != u and v not in succ[u]]
+        succ[u, 0] = choices[rng.integers(len(choices))]
+    reach = _reach_exact(is_b, succ, cfg.rule_k)
+    is_a &= np.r_[[reach[cfg.rule_k - 1][succ[u]].any() for u in range(n)]]
+    if not is_a.any():
+        raise DataError(
+            "data.walks: no A node can keep the rule on this graph; raise out_degree or class_b_frac, or change rule_k"
         )
-        perm = rng.permutation(n)
-        n_a = max(1, round(cfg.class_a_frac * n))
-        n_b = max(1, round(cfg.class_b_frac * n))
-        is_a = np.zeros(n, bool)
-        is_b = np.zeros(n, bool)
-        is_a[perm[:n_a]] = True
-        is_b[perm[n_a : n_a + n_b]] = True
-        reach = _reach_exact(is_b, succ, cfg.rule_k)
-        a_ok = reach[cfg.rule_k - 1][succ[is_a]].any(axis=1).all()
-        has_non_b = (~is_b[succ]).any(axis=1).all()
-        if a_ok and has_non_b:
-            adj = np.zeros((n, n), bool)
-            adj[np.arange(n)[:, None], succ] = True
-            return Graph(n, succ, adj, is_a, is_b, reach, cfg.rule_k)
-    raise ValueError(
-        "data.walks: no graph keeps the rule reachable; raise rule_k, out_degree or class_b_frac"
-    )
+    adj = np.zeros((n, n), bool)
+    adj[np.arange(n)[:, None], succ] = True
+    return Graph(n, succ, adj, is_a, is_b, reach, cfg.rule_k)
 
 
 # -----------------------------------------------------------------------------
