@@ -9,19 +9,20 @@ any key, the value parsed as YAML.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import glob
 import hashlib
 import json
 import math
 import os
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from core.yamlmap import Problem, ProfileError, _build, _parse_yaml
+
+__all__ = ["Profile", "Problem", "ProfileError", "load_profile", "config_hash", "gate_metric_names"]
 
 PROFILES_DIR = Path("profiles")
 
@@ -193,156 +194,6 @@ class Profile:
     "the pre-flight checklist for this profile"
 
 
-# -----------------------------------------------------------------------------
-# errors
-
-
-@dataclass(frozen=True)
-class Problem:
-    file: str
-    key: str
-    line: int | None
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        key = f" {self.key}:" if self.key else ""
-        return f"{where}:{key} {self.message}"
-
-
-class ProfileError(Exception):
-    """Every problem found in one profile, reported together."""
-
-    def __init__(self, problems: list[Problem]):
-        self.problems = problems
-        n = len(problems)
-        head = f"{n} problem{'s' if n != 1 else ''} in profile {problems[0].file}:"
-        super().__init__("\n".join([head] + [f"  {p}" for p in problems]))
-
-
-# -----------------------------------------------------------------------------
-# YAML with line numbers: compose the node tree, keep each key path's line
-
-
-def _line_map(node: yaml.Node, prefix: str, lines: dict[str, int]) -> None:
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            key = f"{prefix}.{k.value}" if prefix else str(k.value)
-            lines[key] = k.start_mark.line + 1
-            _line_map(v, key, lines)
-
-
-def _parse_yaml(text: str, file: str) -> tuple[Any, dict[str, int]]:
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
-        line = mark.line + 1 if mark else None
-        what = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ProfileError(
-            [Problem(file, "", line, f"malformed YAML ({what}); fix the syntax at that line")]
-        ) from None
-    lines: dict[str, int] = {}
-    if node is not None:
-        _line_map(node, "", lines)
-    return data, lines
-
-
-# -----------------------------------------------------------------------------
-# mapping plain data onto the dataclasses, collecting problems
-
-
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return " or ".join(_type_name(a) for a in args) + " or null"
-    if origin is list:
-        return f"a list of {_type_name(typing.get_args(tp)[0])}"
-    if origin is dict:
-        k, v = typing.get_args(tp)
-        return f"a mapping of {_type_name(k)} to {_type_name(v)}"
-    if dataclasses.is_dataclass(tp):
-        return "a mapping"
-    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
-        tp, str(tp)
-    )
-
-
-def _coerce(value: Any, tp: Any, key: str, err) -> Any:
-    """Value converted to type `tp`, or an error reported and None returned."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], key, err) if len(inner) == 1 else value
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, key, err)
-    if origin is list:
-        if not isinstance(value, list):
-            err(key, f"expected {_type_name(tp)}, got {value!r}")
-            return None
-        (item,) = typing.get_args(tp)
-        return [_coerce(v, item, f"{key}[{i}]", err) for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            err(key, f"expected {_type_name(tp)}, got {value!r}")
-            return None
-        _, vt = typing.get_args(tp)
-        return {str(k): _coerce(v, vt, f"{key}.{k}", err) for k, v in value.items()}
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-    elif tp is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            # YAML 1.1 reads `1e-4` (no dot) as a string; people mean a number.
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    err(key, f"expected {_type_name(tp)}, got {value!r}")
-    return None
-
-
-def _build(cls: type, raw: Any, prefix: str, err) -> Any:
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        err(prefix, f"expected a mapping, got {raw!r}")
-        return cls()
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for k, v in raw.items():
-        key = f"{prefix}.{k}" if prefix else str(k)
-        if k not in fields:
-            close = difflib.get_close_matches(str(k), fields, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            err(key, f"unknown key (known here: {', '.join(fields)}){hint}")
-            continue
-        value = _coerce(v, hints[k], key, err)
-        if value is not None or v is None:
-            kwargs[k] = value
-    try:
-        return cls(**kwargs)
-    except TypeError as e:  # pragma: no cover - every field has a default
-        err(prefix, str(e))
-        return cls()
-
-
 def _check_values(p: Profile, err) -> None:
     """Bad values: types are right but the value cannot work."""
 
@@ -441,7 +292,7 @@ def _check_values(p: Profile, err) -> None:
 
 def gate_metric_names(p: Profile) -> list[str]:
     """Metrics the eval computes for this profile (what a gate may name)."""
-    names = ["val_loss", "val_ppl"]
+    names = []  # gate metrics are minimums, so lower-is-better val loss is not one
     if p.data.source == "walks":
         names += ["edge_compliance", "rule_compliance"]
     if p.eval.validator == "python":

@@ -15,23 +15,21 @@ import hashlib
 import json
 import os
 import shutil
-import sysconfig
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from core.config import DataConfig, TokenizerConfig
+from core.errors import DataError
 from core.progress import Progress
+from core.stdlib_corpus import write_stdlib_parquet
 
 SUFFIXES = (".txt", ".md", ".py", ".jsonl", ".parquet")
 EOT = "<|endoftext|>"
 SPLIT_VERSION = 2  # bump when the split or the shard layout changes
-
-
-class DataError(Exception):
-    """A problem with the data, naming the file and the fix."""
 
 
 # -----------------------------------------------------------------------------
@@ -116,58 +114,6 @@ def data_hash(files: list[Path], text_column: str) -> str:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
     return h.hexdigest()[:16]
-
-
-# -----------------------------------------------------------------------------
-# the built-in corpus: the Python standard library's own .py files
-
-
-def stdlib_files() -> list[Path]:
-    root = Path(sysconfig.get_paths()["stdlib"])
-    return sorted(p for p in root.rglob("*.py") if "site-packages" not in p.parts)
-
-
-def write_stdlib_parquet(dest: Path, shard_bytes: int = 8 << 20, sink=None) -> list[Path]:
-    """Write the stdlib's .py files as parquet shards with a `text` column (the
-    format seed 003 validates). Written to a temporary folder and renamed, so a
-    crash never leaves half a corpus."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    files = stdlib_files()
-    root = Path(sysconfig.get_paths()["stdlib"])
-    tmp = dest.with_name(dest.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    bar = Progress("prepare", len(files), sink, unit=" files")
-    texts, paths, size, shard = [], [], 0, 0
-    out: list[Path] = []
-
-    def flush():
-        nonlocal texts, paths, size, shard
-        if texts:
-            p = tmp / f"shard-{shard:04d}.parquet"
-            pq.write_table(pa.table({"text": texts, "path": paths}), p)
-            out.append(dest / p.name)
-            texts, paths, size, shard = [], [], 0, shard + 1
-
-    for i, f in enumerate(files):
-        try:
-            t = f.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            continue  # a few test files are deliberately not UTF-8
-        texts.append(t)
-        paths.append(str(f.relative_to(root)))
-        size += len(t)
-        if size >= shard_bytes:
-            flush()
-        bar.update(i + 1)
-    flush()
-    bar.close()
-    if dest.exists():
-        shutil.rmtree(dest)
-    tmp.rename(dest)
-    return out
 
 
 def ensure_files(cfg: DataConfig, sink=None) -> list[Path]:
@@ -415,3 +361,41 @@ def prepare_files(cfg: DataConfig, tcfg: TokenizerConfig, sink=None):
         "cache": str(cache),
     }
     return tw, vw, tok, th, figures
+
+
+@dataclass
+class Data:
+    train: TokenWindows | WalkWindows
+    val: TokenWindows | WalkWindows
+    vocab: int
+    tok_hash: str  # the tokenizer's hash, or the graph's for walks
+    figures: dict
+    tok: object = None  # HF tokenizer (files)
+    graph: object = None  # walks.Graph (walks)
+    val_walks: torch.Tensor | None = None
+
+
+def load_data(p, sink=None) -> Data:
+    """The profile's data, whichever the source."""
+    from core import walks as W
+
+    if p.data.source == "walks":
+        graph, train_walks, val_walks = W.make_corpus(
+            p.data.walks, p.data.context, p.data.val_fraction
+        )
+        figures = {
+            "train_walks": len(train_walks),
+            "val_walks": len(val_walks),
+            "nodes": graph.n_nodes,
+        }
+        return Data(
+            WalkWindows(train_walks),
+            WalkWindows(val_walks),
+            graph.vocab_size,
+            graph.spec_hash(),
+            figures,
+            graph=graph,
+            val_walks=val_walks,
+        )
+    train, val, tok, tok_hash, figures = prepare_files(p.data, p.tokenizer, sink)
+    return Data(train, val, p.tokenizer.vocab_size, tok_hash, figures, tok=tok)

@@ -11,29 +11,23 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import random
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
-from pathlib import Path
 
-import numpy as np
 import torch
 import yaml
 
 from core import checkpoint as C
 from core import events as E
-from core import walks as W
 from core.config import Profile, ProfileError, config_hash, load_profile, to_dict
-from core.data import DataError, WalkWindows, prepare_files
+from core.data import load_data
+from core.errors import DataError
 from core.evaluate import autocast, evaluate, gate_check
 from core.model import GPT, GPTConfig
 from core.report import write_report, write_result
+from core.runstate import Progress, resolve_run_dir, resume, rng_state
 from core.runtime import HeartbeatThread, Signals, environment, peak_flops, pick_dtype, setup_dist
-
-LOGS = Path("logs")
-
 
 # -----------------------------------------------------------------------------
 # arguments and the run directory
@@ -58,30 +52,6 @@ def parse_args(argv=None):
     return ap.parse_args(argv)
 
 
-def resolve_run_dir(args, p: Profile) -> tuple[Path, Path | None]:
-    """(run dir, checkpoint to resume from or None)."""
-    resume_from = None
-    if args.resume and args.resume != "auto":
-        rp = Path(args.resume)
-        if rp.is_file():
-            return (Path(args.run_dir) if args.run_dir else rp.parent.parent), rp
-        if not rp.is_dir():
-            raise DataError(f"--resume {rp}: no such checkpoint or run directory")
-        return (Path(args.run_dir) if args.run_dir else rp), None
-    if args.run_dir:
-        return Path(args.run_dir), resume_from
-    if args.resume == "auto":
-        runs = sorted(d for d in LOGS.glob(f"*-{p.name}") if C.list_checkpoints(d / "checkpoints"))
-        if runs:
-            return runs[-1], None
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    d, n = LOGS / f"{stamp}-{p.name}", 1
-    while d.exists():
-        n += 1
-        d = LOGS / f"{stamp}-{p.name}-{n}"
-    return d, None
-
-
 def lr_at(step: int, total: int, p: Profile) -> float:
     """Linear warmup to lr, then cosine down to min_lr (step counts from 0)."""
     t = p.train
@@ -90,45 +60,6 @@ def lr_at(step: int, total: int, p: Profile) -> float:
         return t.lr * (step + 1) / warm
     frac = (step - warm) / max(1, total - warm)
     return t.min_lr + 0.5 * (t.lr - t.min_lr) * (1 + math.cos(math.pi * min(1.0, frac)))
-
-
-# -----------------------------------------------------------------------------
-# state that a checkpoint carries besides model and optimizer
-
-
-@dataclass
-class Progress:
-    step: int = 0  # optimizer steps done
-    epoch: int = 0
-    batch_in_epoch: int = 0
-    best_val: float = float("inf")
-    bad_evals: int = 0
-    curves: dict = field(
-        default_factory=lambda: {"train_loss": [], "val_loss": [], "eval_step": []}
-    )
-    gate: dict = field(default_factory=dict)
-
-
-def rng_state() -> dict:
-    np_state = np.random.get_state()
-    s = {
-        "python": random.getstate(),
-        # as plain lists so the checkpoint loads with weights_only=True
-        "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        s["cuda"] = torch.cuda.get_rng_state_all()
-    return s
-
-
-def set_rng_state(s: dict) -> None:
-    random.setstate(tuple(x if not isinstance(x, list) else tuple(x) for x in s["python"]))
-    n = s["numpy"]
-    np.random.set_state((n[0], np.array(n[1], dtype=np.uint32), *n[2:]))
-    torch.set_rng_state(s["torch"])
-    if "cuda" in s and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(s["cuda"])
 
 
 # -----------------------------------------------------------------------------
@@ -183,25 +114,8 @@ def run(args, p: Profile) -> int:
     try:
         # --- data ----------------------------------------------------------------
         torch.manual_seed(p.train.seed)
-        graph = val_walks = tok = None
-        if p.data.source == "walks":
-            graph, train_walks, val_walks = W.make_corpus(
-                p.data.walks, p.data.context, p.data.val_fraction
-            )
-            train, val, vocab, tok_hash = (
-                WalkWindows(train_walks),
-                WalkWindows(val_walks),
-                graph.vocab_size,
-                graph.spec_hash(),
-            )
-            data_figures = {
-                "train_walks": len(train),
-                "val_walks": len(val),
-                "nodes": graph.n_nodes,
-            }
-        else:
-            train, val, tok, tok_hash, data_figures = prepare_files(p.data, p.tokenizer, sink)
-            vocab = p.tokenizer.vocab_size
+        d = load_data(p, sink)
+        train, val, vocab, tok_hash = d.train, d.val, d.vocab, d.tok_hash
         B, A, WS = p.train.batch_size, p.train.grad_accum, dist.world_size
         steps_per_epoch = len(train) // (B * A * WS)
         if steps_per_epoch == 0:
@@ -238,7 +152,7 @@ def run(args, p: Profile) -> int:
             "steps_per_epoch": steps_per_epoch,
             "config_hash": cfg_hash,
             "tokenizer_hash": tok_hash,
-            "data": data_figures,
+            "data": d.figures,
         }
         say(
             f"model: {model.n_params() / 1e6:.2f}M parameters ({model.n_params_non_embedding() / 1e6:.2f}M non-embedding), "
@@ -247,45 +161,7 @@ def run(args, p: Profile) -> int:
 
         # --- resume --------------------------------------------------------------
         if args.resume:
-            if resume_path is None:
-                resume_path, skipped = C.find_resume(ckpt_dir)
-                for why in skipped:
-                    say(f"warning: skipping checkpoint: {why}")
-                    sink.write(
-                        E.Alert(
-                            level="warn", code="checkpoint_corrupt", message=f"resume skipped {why}"
-                        )
-                    )
-            elif (why := C.verify(resume_path)) is not None:
-                raise DataError(f"--resume {resume_path}: {why}")
-            if resume_path is None:
-                say("resume: no checkpoint to resume from; starting fresh")
-            else:
-                state = C.load(resume_path)
-                if state["tokenizer_hash"] != tok_hash:
-                    raise DataError(
-                        f"--resume {resume_path}: made with another tokenizer/graph ({state['tokenizer_hash']} != {tok_hash})"
-                    )
-                if state["config_hash"] != cfg_hash:
-                    sink.write(
-                        E.Alert(
-                            level="warn",
-                            code="config_changed",
-                            message="resuming with a different config; the curve will not match an uninterrupted run",
-                        )
-                    )
-                model.load_state_dict(state["model"])
-                opt.load_state_dict(state["optimizer"])
-                set_rng_state(state["rng"])
-                prog = Progress(**state["progress"])
-                say(f"resume: from {resume_path} (step {prog.step}, epoch {prog.epoch})")
-                sink.write(
-                    E.Alert(
-                        level="info",
-                        code="resumed",
-                        message=f"resumed from {resume_path.name} at step {prog.step}",
-                    )
-                )
+            prog = resume(resume_path, ckpt_dir, tok_hash, cfg_hash, model, opt, sink, say) or prog
 
         if dist.master:
             (run_dir / "run.yaml").write_text(
@@ -358,7 +234,7 @@ def run(args, p: Profile) -> int:
 
         def do_eval() -> tuple[str | None, float, bool]:
             """Evaluate; returns (a status that ends the run or None, val loss, improved)."""
-            r = evaluate(raw_model, val, p, device, dtype, prog.step, graph, val_walks, tok)
+            r = evaluate(raw_model, val, p, device, dtype, prog.step, d.graph, d.val_walks, d.tok)
             prog.curves["val_loss"].append(r.val_loss)
             prog.curves["eval_step"].append(prog.step)
             for k, v in r.metrics.items():
@@ -500,7 +376,9 @@ def run(args, p: Profile) -> int:
                 # a non-finite state is never saved: it would become `latest` and evict a good one
                 return diverge(f"weights became non-finite at step {prog.step}")
             if ending or due or sig.save or sig.stop:
-                tags = (["final"] if ending else []) + (["gate"] if status == "gate_passed" else [])
+                tags = (["final"] if ending else []) + (
+                    ["gate"] if evaluated and prog.gate.get("passed") else []
+                )
                 tags += (["interrupt"] if sig.stop and not ending else []) + (
                     ["best"] if improved else []
                 )

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from core.config import WalksConfig
-from core.data import DataError
+from core.errors import DataError
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,125 @@
+"""Where a run lives, and what a checkpoint carries besides model and optimizer:
+progress through the data, early-stopping state, curves, and every RNG."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core import checkpoint as C
+from core import events as E
+from core.config import Profile
+from core.errors import DataError
+
+LOGS = Path("logs")
+
+
+def resolve_run_dir(args, p: Profile) -> tuple[Path, Path | None]:
+    """(run dir, checkpoint to resume from or None)."""
+    resume_from = None
+    if args.resume and args.resume != "auto":
+        rp = Path(args.resume)
+        if rp.is_file():
+            return (Path(args.run_dir) if args.run_dir else rp.parent.parent), rp
+        if not rp.is_dir():
+            raise DataError(f"--resume {rp}: no such checkpoint or run directory")
+        return (Path(args.run_dir) if args.run_dir else rp), None
+    if args.run_dir:
+        return Path(args.run_dir), resume_from
+    if args.resume == "auto":
+        runs = sorted(d for d in LOGS.glob(f"*-{p.name}") if C.list_checkpoints(d / "checkpoints"))
+        if runs:
+            return runs[-1], None
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    d, n = LOGS / f"{stamp}-{p.name}", 1
+    while d.exists():
+        n += 1
+        d = LOGS / f"{stamp}-{p.name}-{n}"
+    return d, None
+
+
+# -----------------------------------------------------------------------------
+# state that a checkpoint carries besides model and optimizer
+
+
+@dataclass
+class Progress:
+    step: int = 0  # optimizer steps done
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    best_val: float = float("inf")
+    bad_evals: int = 0
+    curves: dict = field(
+        default_factory=lambda: {"train_loss": [], "val_loss": [], "eval_step": []}
+    )
+    gate: dict = field(default_factory=dict)
+
+
+def rng_state() -> dict:
+    np_state = np.random.get_state()
+    s = {
+        "python": random.getstate(),
+        # as plain lists so the checkpoint loads with weights_only=True
+        "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        s["cuda"] = torch.cuda.get_rng_state_all()
+    return s
+
+
+def set_rng_state(s: dict) -> None:
+    random.setstate(tuple(x if not isinstance(x, list) else tuple(x) for x in s["python"]))
+    n = s["numpy"]
+    np.random.set_state((n[0], np.array(n[1], dtype=np.uint32), *n[2:]))
+    torch.set_rng_state(s["torch"])
+    if "cuda" in s and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
+
+
+def resume(
+    resume_path: Path | None, ckpt_dir: Path, tok_hash: str, cfg_hash: str, model, opt, sink, say
+) -> Progress | None:
+    """Load the checkpoint to resume from (the newest that verifies when none is
+    named, skipping corrupt ones with a warning) into model, optimizer and RNGs.
+    Returns its Progress, or None when there is nothing to resume."""
+    if resume_path is None:
+        resume_path, skipped = C.find_resume(ckpt_dir)
+        for why in skipped:
+            say(f"warning: skipping checkpoint: {why}")
+            sink.write(
+                E.Alert(level="warn", code="checkpoint_corrupt", message=f"resume skipped {why}")
+            )
+    elif (why := C.verify(resume_path)) is not None:
+        raise DataError(f"--resume {resume_path}: {why}")
+    if resume_path is None:
+        say("resume: no checkpoint to resume from; starting fresh")
+        return None
+    state = C.load(resume_path)
+    if state["tokenizer_hash"] != tok_hash:
+        raise DataError(
+            f"--resume {resume_path}: made with another tokenizer or graph "
+            f"({state['tokenizer_hash']} != {tok_hash}); resume with the data it was trained on"
+        )
+    if state["config_hash"] != cfg_hash:
+        msg = "resuming with a different config; the curve will not match an uninterrupted run"
+        say(f"warning: {msg}")
+        sink.write(E.Alert(level="warn", code="config_changed", message=msg))
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    set_rng_state(state["rng"])
+    prog = Progress(**state["progress"])
+    say(f"resume: from {resume_path} (step {prog.step}, epoch {prog.epoch})")
+    sink.write(
+        E.Alert(
+            level="info",
+            code="resumed",
+            message=f"resumed from {resume_path.name} at step {prog.step}",
+        )
+    )
+    return prog
