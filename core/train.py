@@ -234,7 +234,9 @@ def run(args, p: Profile) -> int:
 
         def do_eval() -> tuple[str | None, float, bool]:
             """Evaluate; returns (a status that ends the run or None, val loss, improved)."""
+            sink.write(E.Phase(name="eval", done=0, total=1))  # a gate eval can take seconds
             r = evaluate(raw_model, val, p, device, dtype, prog.step, d.graph, d.val_walks, d.tok)
+            sink.write(E.Phase(name="eval", done=1, total=1))
             prog.curves["val_loss"].append(r.val_loss)
             prog.curves["eval_step"].append(prog.step)
             for k, v in r.metrics.items():
@@ -282,6 +284,7 @@ def run(args, p: Profile) -> int:
 
         heart.start()
         sig.training = True
+        sink.write(E.Phase(name="train", done=prog.step, total=total))
         sig.step = prog.step
         model.train()
         t_print = time.time()

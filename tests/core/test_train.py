@@ -31,7 +31,17 @@ def test_demo_walks_passes_its_gate_end_to_end(tmp_path):
     for name in ("run.yaml", "events.jsonl", "result.json", "report.md", "checkpoints/latest"):
         assert (rd / name).exists(), name
     types = {e["type"] for e in events(rd)}
-    assert {"run_start", "step", "eval", "sample", "gate", "checkpoint", "run_end"} <= types
+    assert {
+        "run_start",
+        "phase",
+        "step",
+        "eval",
+        "sample",
+        "gate",
+        "checkpoint",
+        "run_end",
+    } <= types
+    assert {e["name"] for e in events(rd) if e["type"] == "phase"} >= {"train", "eval"}
     final = C.latest(rd / "checkpoints")
     assert C.verify(final, deep=True) is None
     assert {"final", "gate"} <= set(C.read_sidecar(final)["tags"])
