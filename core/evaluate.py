@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from core import events as E
 from core import walks as W
 from core.config import Profile
 
@@ -141,3 +142,49 @@ def gate_check(p: Profile, result: EvalResult) -> tuple[bool, dict[str, float]]:
     named = {k: figures[k] for k in p.gate.metrics}
     passed = bool(named) and all(figures[k] >= thr for k, thr in p.gate.metrics.items())
     return passed, named
+
+
+def record_eval(r: EvalResult, prog, p: Profile, sink) -> tuple[str | None, bool, str]:
+    """Fold one eval into the run's progress (curves, early-stopping state, gate)
+    and its events. Returns (a status that ends the run or None, whether val
+    improved, the one-line summary to print)."""
+    prog.curves["val_loss"].append(r.val_loss)
+    prog.curves["eval_step"].append(prog.step)
+    for k, v in r.metrics.items():
+        prog.curves.setdefault(k, []).append(v)
+    sink.write(
+        E.Eval(
+            step=prog.step,
+            epoch=prog.epoch,
+            val_loss=r.val_loss,
+            val_ppl=r.val_ppl,
+            metrics=r.metrics,
+        )
+    )
+    for s in r.samples:
+        sink.write(E.Sample(step=prog.step, **s))
+    improved = math.isfinite(r.val_loss) and r.val_loss < prog.best_val - p.eval.min_delta
+    if improved:
+        prog.best_val, prog.bad_evals = r.val_loss, 0
+    else:
+        prog.bad_evals += 1
+    line = f"eval step {prog.step} epoch {prog.epoch} | val {r.val_loss:.4f} ppl {r.val_ppl:.2f}"
+    line += "".join(f" | {k} {v:.3f}" for k, v in r.metrics.items())
+    status = None
+    if p.gate.metrics:
+        passed, named = gate_check(p, r)
+        prog.gate = {
+            "step": prog.step,
+            "passed": passed,
+            "metrics": named,
+            "thresholds": dict(p.gate.metrics),
+        }
+        sink.write(
+            E.Gate(step=prog.step, passed=passed, metrics=named, thresholds=dict(p.gate.metrics))
+        )
+        line += f" | gate {'PASSED' if passed else 'not yet'}"
+        if passed and p.gate.stop_on_pass:
+            status = "gate_passed"
+    if status is None and p.eval.patience and prog.bad_evals >= p.eval.patience:
+        status = "early_stopped"
+    return status, improved, line

@@ -16,6 +16,7 @@ import time
 from contextlib import nullcontext
 
 import torch
+import torch.distributed
 import yaml
 
 from core import checkpoint as C
@@ -23,7 +24,7 @@ from core import events as E
 from core.config import Profile, ProfileError, config_hash, load_profile, to_dict
 from core.data import load_data
 from core.errors import DataError
-from core.evaluate import autocast, evaluate, gate_check
+from core.evaluate import autocast, evaluate, record_eval
 from core.model import GPT, GPTConfig
 from core.report import write_report, write_result
 from core.runstate import Progress, resolve_run_dir, resume, rng_state
@@ -237,50 +238,9 @@ def run(args, p: Profile) -> int:
             sink.write(E.Phase(name="eval", done=0, total=1))  # a gate eval can take seconds
             r = evaluate(raw_model, val, p, device, dtype, prog.step, d.graph, d.val_walks, d.tok)
             sink.write(E.Phase(name="eval", done=1, total=1))
-            prog.curves["val_loss"].append(r.val_loss)
-            prog.curves["eval_step"].append(prog.step)
-            for k, v in r.metrics.items():
-                prog.curves.setdefault(k, []).append(v)
-            sink.write(
-                E.Eval(
-                    step=prog.step,
-                    epoch=prog.epoch,
-                    val_loss=r.val_loss,
-                    val_ppl=r.val_ppl,
-                    metrics=r.metrics,
-                )
-            )
-            for s in r.samples:
-                sink.write(E.Sample(step=prog.step, **s))
-            improved = math.isfinite(r.val_loss) and r.val_loss < prog.best_val - p.eval.min_delta
-            prog.best_val, prog.bad_evals = (
-                (r.val_loss, 0) if improved else (prog.best_val, prog.bad_evals + 1)
-            )
-            line = f"eval step {prog.step} epoch {prog.epoch} | val {r.val_loss:.4f} ppl {r.val_ppl:.2f}"
-            line += "".join(f" | {k} {v:.3f}" for k, v in r.metrics.items())
-            if p.gate.metrics:
-                passed, named = gate_check(p, r)
-                prog.gate = {
-                    "step": prog.step,
-                    "passed": passed,
-                    "metrics": named,
-                    "thresholds": dict(p.gate.metrics),
-                }
-                sink.write(
-                    E.Gate(
-                        step=prog.step,
-                        passed=passed,
-                        metrics=named,
-                        thresholds=dict(p.gate.metrics),
-                    )
-                )
-                line += f" | gate {'PASSED' if passed else 'not yet'}"
+            status, improved, line = record_eval(r, prog, p, sink)
             say(line, flush=True)
-            if p.gate.metrics and passed and p.gate.stop_on_pass:
-                return "gate_passed", r.val_loss, improved
-            if p.eval.patience and prog.bad_evals >= p.eval.patience:
-                return "early_stopped", r.val_loss, improved
-            return None, r.val_loss, improved
+            return status, r.val_loss, improved
 
         heart.start()
         sig.training = True
@@ -312,9 +272,7 @@ def run(args, p: Profile) -> int:
                 loss.backward()
                 loss_sum += loss.detach()
             if WS > 1:
-                import torch.distributed as tdist
-
-                tdist.all_reduce(loss_sum)
+                torch.distributed.all_reduce(loss_sum)
                 loss_sum /= WS
             loss_val = loss_sum.item()
             clip = p.train.grad_clip if p.train.grad_clip is not None else float("inf")
