@@ -261,3 +261,20 @@ def test_gate_not_passed_after_the_budget_is_recorded_with_its_metrics(tmp_path)
     }
     assert gate["thresholds"] == {"edge_compliance": 0.95, "rule_compliance": 0.8}
     assert "Gate **not passed**" in (rd / "report.md").read_text()
+
+
+def test_resume_from_a_named_older_checkpoint_and_refuse_a_corrupt_one(tmp_path):
+    cfg = RESUME + ["train.max_steps=60", "checkpoint.every_steps=20", "checkpoint.keep_last=5"]
+    rd, branch = tmp_path / "run", tmp_path / "branch"
+    run_core("--run-dir", str(rd), *sets(*cfg), check_rc=0)
+    older = rd / "checkpoints" / "step-0000020.pt"
+    out = run_core("--run-dir", str(branch), "--resume", str(older), *sets(*cfg), check_rc=0)
+    assert f"resume: from {older} (step 20" in out.stdout
+    assert _curve(branch) == _curve(rd)  # steps 21..60 recomputed identically in a new run dir
+
+    data = bytearray(older.read_bytes())
+    data[100] ^= 0xFF
+    older.write_bytes(bytes(data))
+    r = run_core("--run-dir", str(tmp_path / "x"), "--resume", str(older), *sets(*cfg))
+    assert r.returncode == 2 and "sha256" in r.stderr and "step-0000020.pt" in r.stderr
+    assert "Traceback" not in r.stderr
