@@ -46,7 +46,9 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     # chunk, not slicing: a slice's backward zero-fills a full-size gradient
     # and copies into it; chunk's backward is one cat (measured: -6% step time)
     x1, x2 = x.chunk(2, dim=-1)
-    return x * cos + torch.cat((x2, x1), dim=-1) * sin
+    # in place on the cat's fresh output (autograd-safe: neither op needs the
+    # overwritten values for backward): two memory passes and two allocations fewer
+    return torch.cat((x2, x1), dim=-1).mul_(sin).addcmul_(x, cos)
 
 
 class Attention(nn.Module):
