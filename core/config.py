@@ -12,7 +12,6 @@ import dataclasses
 import glob
 import hashlib
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -386,7 +385,3 @@ def config_hash(p: Profile) -> str:
         d["train"].pop(k, None)
     blob = json.dumps(d, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def finite(x: float | None) -> bool:
-    return x is not None and math.isfinite(x)

@@ -45,12 +45,7 @@ def expand_paths(patterns: list[str]) -> list[Path]:
                 files += sorted(q for q in p.rglob("*") if q.suffix in SUFFIXES and q.is_file())
             elif p.suffix in SUFFIXES:
                 files.append(p)
-    seen, out = set(), []
-    for f in files:
-        if f not in seen:
-            seen.add(f)
-            out.append(f)
-    return out
+    return list(dict.fromkeys(files))  # a file matched by two patterns is read once
 
 
 def read_documents(path: Path, text_column: str) -> Iterator[str]:

@@ -154,21 +154,21 @@ EVENT_TYPES: dict[str, type[Event]] = {
 # encoding and decoding
 
 
-def _finite_or_none(x: Any) -> Any:
+def finite_or_none(x: Any) -> Any:
     # JSON has no NaN/Inf; a diverged loss is written as null plus an alert,
     # so every line stays strict JSON that any reader can parse.
     if isinstance(x, float) and not math.isfinite(x):
         return None
     if isinstance(x, dict):
-        return {k: _finite_or_none(v) for k, v in x.items()}
+        return {k: finite_or_none(v) for k, v in x.items()}
     if isinstance(x, list | tuple):
-        return [_finite_or_none(v) for v in x]
+        return [finite_or_none(v) for v in x]
     return x
 
 
 def encode(event: Event) -> str:
     """One event as one line of JSON, newline included."""
-    return json.dumps(_finite_or_none(event.to_dict()), ensure_ascii=False, allow_nan=False) + "\n"
+    return json.dumps(finite_or_none(event.to_dict()), ensure_ascii=False, allow_nan=False) + "\n"
 
 
 def decode(line: str | bytes) -> Event | dict[str, Any] | None:

@@ -11,16 +11,6 @@ from core import events as E
 from core.checkpoint import atomic_write_text
 
 
-def _clean(x):
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_clean(v) for v in x]
-    return x
-
-
 def _checkpoints(run_dir: Path) -> list[dict]:
     out = []
     for p in C.list_checkpoints(run_dir / "checkpoints"):
@@ -62,7 +52,9 @@ def write_result(
         "checkpoints": _checkpoints(run_dir),
         **extra,
     }
-    atomic_write_text(run_dir / "result.json", json.dumps(_clean(result), indent=1) + "\n")
+    atomic_write_text(
+        run_dir / "result.json", json.dumps(E.finite_or_none(result), indent=1) + "\n"
+    )
 
 
 def _samples(run_dir: Path, limit: int = 6) -> list[E.Sample]:

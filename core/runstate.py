@@ -48,7 +48,7 @@ def resolve_run_dir(args, p: Profile) -> tuple[Path, Path | None]:
 
 
 @dataclass
-class Progress:
+class RunProgress:
     step: int = 0  # optimizer steps done
     epoch: int = 0
     batch_in_epoch: int = 0
@@ -84,10 +84,10 @@ def set_rng_state(s: dict) -> None:
 
 def resume(
     resume_path: Path | None, ckpt_dir: Path, tok_hash: str, cfg_hash: str, model, opt, sink, say
-) -> Progress | None:
+) -> RunProgress | None:
     """Load the checkpoint to resume from (the newest that verifies when none is
     named, skipping corrupt ones with a warning) into model, optimizer and RNGs.
-    Returns its Progress, or None when there is nothing to resume."""
+    Returns its RunProgress, or None when there is nothing to resume."""
     if resume_path is None:
         resume_path, skipped = C.find_resume(ckpt_dir)
         for why in skipped:
@@ -113,7 +113,7 @@ def resume(
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
     set_rng_state(state["rng"])
-    prog = Progress(**state["progress"])
+    prog = RunProgress(**state["progress"])
     say(f"resume: from {resume_path} (step {prog.step}, epoch {prog.epoch})")
     sink.write(
         E.Alert(

@@ -27,7 +27,7 @@ from core.errors import DataError
 from core.evaluate import autocast, evaluate, record_eval
 from core.model import GPT, GPTConfig
 from core.report import write_report, write_result
-from core.runstate import Progress, resolve_run_dir, resume, rng_state
+from core.runstate import RunProgress, resolve_run_dir, resume, rng_state
 from core.runtime import HeartbeatThread, Signals, environment, peak_flops, pick_dtype, setup_dist
 
 # -----------------------------------------------------------------------------
@@ -96,7 +96,7 @@ def run(args, p: Profile) -> int:
     say(f"run dir: {run_dir}")
 
     def finish(
-        status: str, reason: str, prog: Progress, code: int, extra: dict | None = None
+        status: str, reason: str, prog: RunProgress, code: int, extra: dict | None = None
     ) -> int:
         wall = time.time() - t_start
         heart.close()
@@ -109,7 +109,7 @@ def run(args, p: Profile) -> int:
         return code
 
     heart = HeartbeatThread(sink, p.train.heartbeat_s, sig)
-    prog = Progress()
+    prog = RunProgress()
     summary: dict = {}
     env: dict = {}
     try:
@@ -315,15 +315,13 @@ def run(args, p: Profile) -> int:
 
             epoch_end = prog.batch_in_epoch >= steps_per_epoch
             last = prog.step >= total
-            evaluated = improved = False
-            vl = None
+            improved, vl = False, None  # vl stays None unless this step evaluated
             if (
                 (p.eval.every_steps and prog.step % p.eval.every_steps == 0)
                 or (p.eval.every_epoch and epoch_end)
                 or last
             ):
                 status, vl, improved = do_eval()
-                evaluated = True
             if epoch_end:
                 prog.epoch += 1
                 prog.batch_in_epoch = 0
@@ -338,12 +336,12 @@ def run(args, p: Profile) -> int:
                 return diverge(f"weights became non-finite at step {prog.step}")
             if ending or due or sig.save or sig.stop:
                 tags = (["final"] if ending else []) + (
-                    ["gate"] if evaluated and prog.gate.get("passed") else []
+                    ["gate"] if vl is not None and prog.gate.get("passed") else []
                 )
                 tags += (["interrupt"] if sig.stop and not ending else []) + (
                     ["best"] if improved else []
                 )
-                save(tags, vl if evaluated else None)
+                save(tags, vl)
                 sig.save = False
             if ending:
                 break
