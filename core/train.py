@@ -306,10 +306,12 @@ def run(args, p: Profile) -> int:
             )
             if time.time() - t_print >= p.train.print_every_s:
                 t_print = time.time()
-                eta = (total - prog.step) * dt
+                eta = (
+                    total - prog.step
+                ) * dt  # to the step budget; a gate or early stop may end sooner
                 say(
                     f"step {prog.step}/{total} | epoch {prog.epoch} | loss {loss_val:.4f} | lr {lr:.2e} | "
-                    f"{tps / 1e3:.1f}k tok/s | {dt * 1000:.0f} ms | mfu {100 * (mfu or 0):.1f}% | eta {eta:.0f}s",
+                    f"{tps / 1e3:.1f}k tok/s | {dt * 1000:.0f} ms | mfu {100 * (mfu or 0):.1f}% | budget in {int(eta // 60)}m{int(eta % 60):02d}s",
                     flush=True,
                 )
 
