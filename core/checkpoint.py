@@ -18,7 +18,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 
 CKPT_RE = re.compile(r"^step-(\d{7})\.pt$")
 TMP_RE = re.compile(r"^\.(step-\d{7}\.(pt|json)|latest)\.tmp-(\d+)$")
@@ -93,6 +92,8 @@ def save(ckpt_dir: Path, state: dict, meta: dict) -> Saved:
     t0 = time.time()
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     path = ckpt_dir / ckpt_name(meta["step"])
+    import torch  # here, not at the top: the cockpit reads sidecars without loading torch
+
     _atomic_write(path, lambda f: torch.save(state, f))
     digest, size = sha256_file(path), path.stat().st_size
     sidecar = dict(meta, sha256=digest, bytes=size, file=path.name, created=time.time())
@@ -102,6 +103,8 @@ def save(ckpt_dir: Path, state: dict, meta: dict) -> Saved:
 
 
 def load(path: Path) -> dict:
+    import torch
+
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
