@@ -1,0 +1,425 @@
+"""The run model: one in-memory picture of a run that every collector feeds
+(events, system samples, checkpoints, the supervisor) and every display reads
+(the headless printer now, the TUI next). Displays only format what is here,
+so every figure they show is testable without a terminal.
+
+Memory stays bounded however long the run: curves keep a fixed number of
+buckets (each keeps its minimum and maximum, so a spike is never averaged
+away) plus a raw tail of recent points; lists of evals, samples and alerts are
+bounded deques.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# statuses a run ends with (core's run_end, plus `failed` when the process died without one)
+ENDED = ("completed", "gate_passed", "early_stopped", "interrupted", "diverged", "failed")
+OK_STATUSES = ("completed", "gate_passed", "early_stopped")
+
+
+# -----------------------------------------------------------------------------
+# a bounded curve that keeps its extremes
+
+
+class Curve:
+    """y over x, in at most `cap` buckets (the bucket width doubles when full)
+    plus the last `tail` raw points. Non-finite y values are counted, not kept."""
+
+    __slots__ = ("cap", "width", "xs", "lo", "hi", "last", "_fill", "tail", "n", "n_nonfinite")
+
+    def __init__(self, cap: int = 2048, tail: int = 2000):
+        self.cap, self.width = cap, 1
+        self.xs: list[float] = []  # x of each bucket's first point
+        self.lo: list[float] = []
+        self.hi: list[float] = []
+        self.last: list[float] = []
+        self._fill = 0  # points in the newest bucket
+        self.tail: deque[tuple[float, float]] = deque(maxlen=tail)
+        self.n = 0
+        self.n_nonfinite = 0
+
+    def add(self, x: float, y: float | None) -> None:
+        if y is None or y != y or y in (math.inf, -math.inf):
+            self.n_nonfinite += 1
+            return
+        self.n += 1
+        self.tail.append((x, y))
+        if self._fill and self._fill < self.width:
+            self._fill += 1
+            if y < self.lo[-1]:
+                self.lo[-1] = y
+            if y > self.hi[-1]:
+                self.hi[-1] = y
+            self.last[-1] = y
+            return
+        self.xs.append(x)
+        self.lo.append(y)
+        self.hi.append(y)
+        self.last.append(y)
+        self._fill = 1
+        if len(self.xs) > self.cap:
+            self._halve()
+
+    def _halve(self) -> None:
+        # merge neighbours pairwise; an odd newest bucket stays alone (and partly filled)
+        xs, lo, hi, last = self.xs, self.lo, self.hi, self.last
+        n = len(xs) - (len(xs) % 2)
+        self.xs = xs[0:n:2] + xs[n:]
+        self.lo = [min(a, b) for a, b in zip(lo[0:n:2], lo[1:n:2], strict=True)] + lo[n:]
+        self.hi = [max(a, b) for a, b in zip(hi[0:n:2], hi[1:n:2], strict=True)] + hi[n:]
+        self.last = last[1:n:2] + last[n:]
+        self._fill = self._fill if n < len(xs) else self.width + self._fill
+        self.width *= 2
+
+    def points(self) -> list[tuple[float, float, float, float]]:
+        """(x, min, max, last) per bucket, oldest first."""
+        return list(zip(self.xs, self.lo, self.hi, self.last, strict=True))
+
+    @property
+    def latest(self) -> float | None:
+        return self.tail[-1][1] if self.tail else None
+
+    @property
+    def minimum(self) -> float | None:
+        return min(self.lo) if self.lo else None
+
+    @property
+    def maximum(self) -> float | None:
+        return max(self.hi) if self.hi else None
+
+
+# -----------------------------------------------------------------------------
+# records kept in bounded lists
+
+
+@dataclass(frozen=True)
+class AlertRecord:
+    seq: int
+    t: float
+    level: str  # info | warn | error
+    code: str
+    message: str
+    source: str  # "trainer" (an alert event) or "cockpit" (a health check)
+    detail: str | None = None  # a stack dump, the last lines of the log, ...
+
+
+@dataclass
+class CheckpointInfo:
+    name: str  # step-NNNNNNN.pt
+    step: int
+    bytes: int
+    tags: list[str]
+    t: float  # when it was written (event time, or the file's mtime)
+    val_loss: float | None = None
+    verified: bool | None = None  # None: not checked yet
+    why: str | None = None  # the reason it failed verification
+    present: bool = True  # False once retention removed it
+
+
+def _f(x) -> float | None:
+    return float(x) if isinstance(x, int | float) else None
+
+
+# -----------------------------------------------------------------------------
+# the model
+
+
+@dataclass
+class RunModel:
+    run_dir: Path | None = None
+    run_id: str = ""
+    profile: str = ""
+    status: str = "waiting"  # waiting | starting | running | one of ENDED
+    info: dict = field(default_factory=dict)  # the run_start event
+    phase: dict | None = None  # the newest phase event
+    step: int = 0
+    total_steps: int | None = None
+    epoch: int = 0
+    total_epochs: int | None = None
+    tokens: int = 0
+    last: dict = field(default_factory=dict)  # the newest step event
+    loss_ema: float | None = None
+    t_first: float | None = None  # first event time
+    t_last_activity: float | None = None  # newest step/heartbeat/phase/run_start
+    t_last_step: float | None = None
+    best_val: float | None = None
+    gate: dict | None = None  # the newest gate event
+    gate_passed_step: int | None = None
+    run_end: dict | None = None
+    exit_code: int | None = None
+    proc_alive: bool | None = None  # None: unknown (not watched yet)
+    log_tail: str | None = None  # the last lines of stdout.log once the process ended
+    malformed: int = 0
+    # curves
+    loss: Curve = field(default_factory=Curve)
+    val_loss: Curve = field(default_factory=lambda: Curve(tail=500))
+    lr: Curve = field(default_factory=Curve)
+    tokens_per_s: Curve = field(default_factory=Curve)
+    step_ms: Curve = field(default_factory=Curve)
+    rss_mib: Curve = field(default_factory=Curve)  # x: time
+    cpu_pct: Curve = field(default_factory=Curve)
+    num_threads: Curve = field(default_factory=Curve)
+    gpu_util_pct: Curve = field(default_factory=Curve)
+    # bounded lists
+    evals: deque = field(default_factory=lambda: deque(maxlen=1000))
+    samples: deque = field(default_factory=lambda: deque(maxlen=20))
+    alerts: deque = field(default_factory=lambda: deque(maxlen=500))
+    n_alerts: int = 0
+    n_evals: int = 0
+    checkpoints: dict[str, CheckpointInfo] = field(default_factory=dict)
+    step_times: deque = field(default_factory=lambda: deque(maxlen=240))  # (t, step)
+    recent_step_ms: deque = field(default_factory=lambda: deque(maxlen=200))
+    rss_hist: deque = field(default_factory=lambda: deque(maxlen=7200))  # (t, rss_mib, step)
+    busy_hist: deque = field(
+        default_factory=lambda: deque(maxlen=600)
+    )  # (t, gpu util, main-thread cpu)
+    # the newest system samples (dicts, as recorded in system.jsonl)
+    proc: dict | None = None
+    system: dict | None = None
+    gpu: dict | None = None
+
+    # --- events --------------------------------------------------------------
+
+    def feed(self, ev: dict) -> None:
+        """Take one event dict (unknown types and fields are ignored)."""
+        fn = _HANDLERS.get(ev.get("type"))
+        if fn is None:
+            return
+        t = ev.get("t")
+        if not isinstance(t, int | float):
+            t = time.time()
+        if self.t_first is None:
+            self.t_first = t
+        fn(self, ev, t)
+
+    def feed_all(self, evs) -> None:
+        for ev in evs:
+            self.feed(ev)
+
+    def _run_start(self, ev: dict, t: float) -> None:
+        self.info = ev
+        self.run_id = ev.get("run_id") or self.run_id
+        self.profile = ev.get("profile") or self.profile
+        self.total_steps = ev.get("total_steps")
+        self.total_epochs = ev.get("total_epochs")
+        if self.status not in ENDED:
+            self.status = "running"
+        self.t_last_activity = t
+
+    def _phase(self, ev: dict, t: float) -> None:
+        self.phase = ev
+        if self.status == "waiting":
+            self.status = "starting"
+        self.t_last_activity = t
+
+    def _step(self, ev: dict, t: float) -> None:
+        step = ev.get("step")
+        if not isinstance(step, int):
+            return
+        self.step, self.last = step, ev
+        self.epoch = ev.get("epoch") or 0
+        self.tokens = ev.get("tokens") or self.tokens
+        self.t_last_step = self.t_last_activity = t
+        loss = _f(ev.get("loss"))
+        self.loss.add(step, loss)
+        if loss is not None and math.isfinite(loss):
+            self.loss_ema = loss if self.loss_ema is None else 0.9 * self.loss_ema + 0.1 * loss
+        self.lr.add(step, _f(ev.get("lr")))
+        self.tokens_per_s.add(step, _f(ev.get("tokens_per_s")))
+        ms = _f(ev.get("step_ms"))
+        self.step_ms.add(step, ms)
+        if ms is not None:
+            self.recent_step_ms.append(ms)
+        self.step_times.append((t, step))
+        if self.status in ("waiting", "starting"):
+            self.status = "running"
+
+    def _heartbeat(self, ev: dict, t: float) -> None:
+        self.t_last_activity = t
+
+    def _eval(self, ev: dict, t: float) -> None:
+        vl = _f(ev.get("val_loss"))
+        step = ev.get("step") if isinstance(ev.get("step"), int) else self.step
+        self.val_loss.add(step, vl)
+        if vl is not None and math.isfinite(vl) and (self.best_val is None or vl < self.best_val):
+            self.best_val = vl
+        # what the run looked like at this eval, for a line per eval and the overfitting check
+        rec = dict(ev, train_loss_ema=self.loss_ema, figures=self.figures(t))
+        self.evals.append(rec)
+        self.n_evals += 1
+
+    def _sample(self, ev: dict, t: float) -> None:
+        self.samples.append(ev)
+
+    def _gate(self, ev: dict, t: float) -> None:
+        self.gate = ev
+        if ev.get("passed") and self.gate_passed_step is None:
+            self.gate_passed_step = ev.get("step")
+
+    def _checkpoint(self, ev: dict, t: float) -> None:
+        path = str(ev.get("path") or "")
+        name = Path(path).name or f"step-{ev.get('step', 0):07d}.pt"
+        old = self.checkpoints.get(name)
+        self.checkpoints[name] = CheckpointInfo(
+            name=name,
+            step=ev.get("step") or 0,
+            bytes=ev.get("bytes") or 0,
+            tags=list(ev.get("tags") or []),
+            t=t,
+            verified=old.verified if old else None,
+            why=old.why if old else None,
+        )
+
+    def _alert(self, ev: dict, t: float) -> None:
+        self.add_alert(
+            ev.get("level") or "warn",
+            ev.get("code") or "?",
+            ev.get("message") or "",
+            "trainer",
+            t=t,
+        )
+
+    def _run_end(self, ev: dict, t: float) -> None:
+        self.run_end = ev
+        self.status = ev.get("status") or "completed"
+        if isinstance(ev.get("step"), int):
+            self.step = max(self.step, ev["step"])
+
+    # --- the rest ------------------------------------------------------------
+
+    def add_alert(
+        self,
+        level: str,
+        code: str,
+        message: str,
+        source: str,
+        detail: str | None = None,
+        t: float | None = None,
+    ) -> AlertRecord:
+        self.n_alerts += 1
+        a = AlertRecord(self.n_alerts, t or time.time(), level, code, message, source, detail)
+        self.alerts.append(a)
+        return a
+
+    def set_checkpoints(self, states) -> None:
+        """What the checkpoint watcher found on disk (CkptState list)."""
+        seen = set()
+        for s in states:
+            seen.add(s.name)
+            c = self.checkpoints.get(s.name)
+            if c is None:
+                c = self.checkpoints[s.name] = CheckpointInfo(s.name, s.step, s.bytes, [], s.mtime)
+            c.bytes, c.present = s.bytes, True
+            c.tags = sorted(set(c.tags) | set(s.tags) | ({"latest"} if s.latest else set()))
+            if not s.latest and "latest" in c.tags:
+                c.tags.remove("latest")
+            c.val_loss = s.val_loss if s.val_loss is not None else c.val_loss
+            c.verified, c.why = s.verified, s.why
+        for name, c in self.checkpoints.items():
+            if name not in seen:
+                c.present = False
+
+    def feed_system(self, d: dict) -> None:
+        """One system.jsonl line: {"t", "proc": {...}, "sys": {...}, "gpu": {...}}."""
+        t = d.get("t") or time.time()
+        proc, sysd, gpu = d.get("proc"), d.get("sys"), d.get("gpu")
+        if isinstance(proc, dict):
+            self.proc = proc
+            if proc.get("alive"):
+                rss = _f(proc.get("rss_mib"))
+                self.rss_mib.add(t, rss)
+                self.cpu_pct.add(t, _f(proc.get("cpu_pct")))
+                self.num_threads.add(t, _f(proc.get("num_threads")))
+                if rss is not None:
+                    self.rss_hist.append((t, rss, self.step))
+        if isinstance(sysd, dict):
+            self.system = sysd
+        if isinstance(gpu, dict):
+            self.gpu = gpu
+            util = self.gpu_util()
+            self.gpu_util_pct.add(t, util)
+            if util is not None and isinstance(proc, dict):
+                self.busy_hist.append((t, util, main_thread_cpu(proc)))
+
+    def gpu_util(self) -> float | None:
+        """Mean utilisation over the GPUs, or None with no GPU."""
+        devs = (self.gpu or {}).get("devices") or []
+        vals = [d["util_pct"] for d in devs if isinstance(d.get("util_pct"), int | float)]
+        return sum(vals) / len(vals) if vals else None
+
+    def median_step_s(self) -> float | None:
+        return statistics.median(self.recent_step_ms) / 1000 if self.recent_step_ms else None
+
+    def steps_per_s(self) -> float | None:
+        """Wall-clock rate over the recent steps (includes eval and checkpoint time)."""
+        if len(self.step_times) < 2:
+            return None
+        (t0, s0), (t1, s1) = self.step_times[0], self.step_times[-1]
+        return (s1 - s0) / (t1 - t0) if t1 > t0 and s1 > s0 else None
+
+    def eta_s(self) -> float | None:
+        rate = self.steps_per_s()
+        if rate is None or not self.total_steps or self.status in ENDED:
+            return None
+        return max(0, self.total_steps - self.step) / rate
+
+    def steps_per_epoch(self) -> int | None:
+        if self.total_steps and self.total_epochs:
+            return max(1, self.total_steps // self.total_epochs)
+        return None
+
+    def figures(self, now: float | None = None) -> dict:
+        """The figures of one summary line, as numbers (None when unknown)."""
+        last = self.last
+        proc, gpu = self.proc or {}, self.gpu or {}
+        return {
+            "step": self.step,
+            "total_steps": self.total_steps,
+            "epoch": self.epoch,
+            "total_epochs": self.total_epochs,
+            "loss": _f(last.get("loss")),
+            "val_loss": self.val_loss.latest,
+            "lr": _f(last.get("lr")),
+            "tokens_per_s": _f(last.get("tokens_per_s")),
+            "eta_s": self.eta_s(),
+            "rss_mib": _f(proc.get("rss_mib")) if proc.get("alive") else None,
+            "gpu_available": bool(gpu.get("available")) if gpu else None,
+            "gpu_util_pct": self.gpu_util(),
+        }
+
+    def elapsed_s(self, now: float | None = None) -> float | None:
+        if self.run_end and isinstance(self.run_end.get("wall_s"), int | float):
+            return self.run_end["wall_s"]
+        return (now or time.time()) - self.t_first if self.t_first else None
+
+
+def main_thread_cpu(proc: dict) -> float | None:
+    """CPU% of the trainer's main thread (its tid is the pid), from a process sample dict."""
+    procs = proc.get("procs") or []
+    if not procs:
+        return None
+    root = procs[0]
+    for th in root.get("threads") or []:
+        if th.get("tid") == root.get("pid"):
+            return th.get("cpu_pct")
+    return None
+
+
+_HANDLERS = {
+    "run_start": RunModel._run_start,
+    "phase": RunModel._phase,
+    "step": RunModel._step,
+    "heartbeat": RunModel._heartbeat,
+    "eval": RunModel._eval,
+    "sample": RunModel._sample,
+    "gate": RunModel._gate,
+    "checkpoint": RunModel._checkpoint,
+    "alert": RunModel._alert,
+    "run_end": RunModel._run_end,
+}
