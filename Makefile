@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# the cockpit launches the trainer under its supervisor and follows it (headless until the TUI lands)
 demo: setup
-	$(PY) -m core.train --profile demo-walks
+	.venv/bin/cockpit run
 
 test: setup
 	$(PY) -m pytest -q
@@ -26,6 +27,9 @@ test-fast: setup
 bench: setup
 	$(PY) bench/train_throughput.py
 	$(PY) bench/tokenize_throughput.py
+	$(PY) bench/follower.py
+	$(PY) bench/sampler.py
+	$(PY) bench/cockpit_overhead.py
 
 lint: setup
 	$(PY) -m ruff check .

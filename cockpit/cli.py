@@ -1,5 +1,8 @@
 """The `cockpit` command.
 
+cockpit run      [--profile P] [--headless] [--yes] [--set k=v] [--health k=v]   exit code: the trainer's
+cockpit watch    [RUN_DIR|latest] [--headless]    attach to a live run or replay a finished one
+cockpit runs                                      every run under logs/ with its status
 cockpit verify   RUN_DIR|CHECKPOINT     exit 0 valid, 1 invalid (with the reason)
 cockpit validate PROFILE [--set k=v]    exit 0 valid, 2 with every problem listed
 """
@@ -88,11 +91,57 @@ def cmd_verify(args) -> int:
     return 0
 
 
+def _launch():
+    from cockpit import launch  # its collectors load psutil, watchdog and NVML: only when needed
+
+    return launch
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
         prog="cockpit", description="A terminal cockpit for language-model training runs."
     )
     sub = ap.add_subparsers(dest="cmd", required=True)
+
+    def display_opts(sp) -> None:
+        sp.add_argument(
+            "--headless",
+            action="store_true",
+            help="plain progress lines instead of the TUI (the only display so far)",
+        )
+        sp.add_argument(
+            "--every",
+            type=float,
+            default=10.0,
+            metavar="SECONDS",
+            help="a summary line this often (default 10), besides one per eval",
+        )
+        sp.add_argument(
+            "--health",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override an alert threshold, e.g. stall_min_s=120 (see cockpit/health.py)",
+        )
+
+    r = sub.add_parser("run", help="launch a training run and follow it")
+    r.add_argument(
+        "--profile", default="demo-walks", help="profile name (profiles/NAME.yaml) or path"
+    )
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    r.add_argument("--yes", action="store_true", help="ask nothing")
+    r.add_argument("--run-dir", help="run directory (default logs/<YYYYmmdd-HHMMSS>-<profile>)")
+    display_opts(r)
+    r.set_defaults(fn=lambda a: _launch().cmd_run(a))
+    w = sub.add_parser(
+        "watch", help="attach to a live run (history first) or replay a finished one"
+    )
+    w.add_argument("run", nargs="?", default="latest", help="run directory, run id, or latest")
+    display_opts(w)
+    w.set_defaults(fn=lambda a: _launch().cmd_watch(a))
+    rs = sub.add_parser("runs", help="list the runs under logs/ with their status")
+    rs.add_argument("--logs", default="logs", help="where the run directories are (default logs)")
+    rs.set_defaults(fn=lambda a: _launch().cmd_runs(a))
     v = sub.add_parser(
         "verify",
         help="check a run's checkpoints (or one checkpoint): sidecar, size, sha256, latest",

@@ -103,3 +103,61 @@ def _quiet_threads(monkeypatch):
     # the trainer inherits this; keeps two test subprocesses from fighting over cores
     monkeypatch.setenv("PYTHONUNBUFFERED", "1")
     monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "2"))
+
+
+# A tiny walks run that goes on until stopped (no budget end, no gate stop, no early stop).
+ENDLESS_WALKS = TINY_WALKS + [
+    "train.max_steps=1000000",
+    "eval.every_epoch=false",
+    "eval.every_steps=100",
+    "eval.patience=null",
+    "gate.stop_on_pass=false",
+    "checkpoint.every_epoch=false",
+    "checkpoint.every_steps=300",
+]
+
+
+class Output:
+    """A subprocess's stdout, read on a thread so a test can wait for a line."""
+
+    def __init__(self, proc: subprocess.Popen):
+        import threading
+
+        self.proc, self.lines = proc, []
+        self._t = threading.Thread(target=self._read, daemon=True)
+        self._t.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for(self, needle: str, timeout: float = 60) -> str:
+        t0 = time.time()
+        while time.time() - t0 < timeout:
+            for line in self.lines:
+                if needle in line:
+                    return line
+            if self.proc.poll() is not None and not self._t.is_alive():
+                break
+            time.sleep(0.05)
+        pytest.fail(f"no line with {needle!r} (rc {self.proc.poll()}):\n{self.text[-4000:]}")
+
+    def finish(self, timeout: float = 60) -> int:
+        rc = self.proc.wait(timeout)
+        self._t.join(5)
+        return rc
+
+
+def start_cockpit(*args: str, **kw) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "cockpit.cli", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kw,
+    )

@@ -1,0 +1,111 @@
+"""What watching costs: the trainer's tokens/s with the headless cockpit attached
+vs without, alternating in one run, and the cockpit's own CPU while it watches.
+
+    python bench/cockpit_overhead.py [--rounds 3] [--steps 400]
+
+Without: `python -m core.train` alone. With: `cockpit run --headless` (which
+launches the same command under the supervisor and samples it at 1 Hz). The
+trainer's throughput is the median `tokens_per_s` of its step events after a
+warm-up; the cockpit's CPU is its user+system time over its wall time, read
+with psutil while it runs (its child, the trainer, is not counted).
+"""
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+WARMUP = 20  # steps dropped from each run
+
+
+def sets(steps: int) -> list[str]:
+    pairs = [
+        "model.n_layer=2", "model.n_head=4", "model.n_embd=128", "data.context=64",
+        "train.batch_size=32", f"train.max_steps={steps}", "train.epochs=null",
+        "eval.every_epoch=false", "eval.every_steps=100", "eval.val_batches=2",
+        "eval.patience=null", "gate.stop_on_pass=false", "checkpoint.every_epoch=false",
+        "checkpoint.every_steps=200", "train.device=cpu",
+    ]  # fmt: skip
+    out = []
+    for p in pairs:
+        out += ["--set", p]
+    return out
+
+
+def tokens_per_s(run_dir: Path) -> float:
+    evs = [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines()]
+    tps = [e["tokens_per_s"] for e in evs if e["type"] == "step"][WARMUP:]
+    return statistics.median(tps)
+
+
+def without(steps: int, tmp: Path) -> tuple[float, float]:
+    rd = tmp / f"bare-{time.time_ns()}"
+    cmd = [sys.executable, "-m", "core.train", "--run-dir", str(rd), *sets(steps)]
+    t0 = time.time()
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
+    return tokens_per_s(rd), time.time() - t0
+
+
+def with_cockpit(steps: int, tmp: Path) -> tuple[float, float, float]:
+    rd = tmp / f"cockpit-{time.time_ns()}"
+    cmd = [sys.executable, "-m", "cockpit.cli", "run", "--headless", "--run-dir", str(rd)]
+    t0 = time.time()
+    p = subprocess.Popen(cmd + sets(steps), cwd=ROOT, stdout=subprocess.DEVNULL)
+    me = psutil.Process(p.pid)
+    cpu, t_start = None, None
+    while p.poll() is None:
+        try:
+            ct = me.cpu_times()
+            if t_start is None and (rd / "events.jsonl").exists():
+                # from the trainer's first event on: the watching, not the cockpit's imports
+                t_start, cpu0 = time.time(), ct.user + ct.system
+            if t_start is not None:
+                cpu, t_end = ct.user + ct.system - cpu0, time.time()
+        except psutil.Error:
+            break
+        time.sleep(0.2)
+    assert p.wait() == 0
+    share = cpu / (t_end - t_start) if cpu is not None and t_end > t_start else float("nan")
+    return tokens_per_s(rd), time.time() - t0, share
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=400)
+    args = ap.parse_args()
+    bare, watched, shares = [], [], []
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        for r in range(args.rounds):
+            a, wa = without(args.steps, tmp)
+            b, wb, share = with_cockpit(args.steps, tmp)
+            bare.append(a)
+            watched.append(b)
+            shares.append(share)
+            print(
+                f"round {r + 1}: without {a:,.0f} tok/s ({wa:.1f} s)   with cockpit {b:,.0f} tok/s "
+                f"({wb:.1f} s), cockpit CPU {100 * share:.2f}% of one core"
+            )
+    ratio = statistics.median(w / b for w, b in zip(watched, bare, strict=True))
+    print(
+        f"trainer tokens/s with the headless cockpit / without: {ratio:.3f} (median of "
+        f"{args.rounds} alternating pairs; target >= 0.99)"
+    )
+    print(
+        f"cockpit CPU while watching: median {100 * statistics.median(shares):.2f}% of one core, "
+        f"max {100 * max(shares):.2f}% (target < 2%)"
+    )
+
+
+if __name__ == "__main__":
+    main()

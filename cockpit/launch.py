@@ -1,0 +1,168 @@
+"""`cockpit run`, `cockpit watch` and `cockpit runs` in headless mode: the
+supervisor, a session and the headless printer wired together, with Ctrl+C
+handled the way a user expects (first: stop gracefully; second within 3 s:
+kill)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+
+from cockpit.headless import HeadlessPrinter, fmt_duration, fmt_num
+from cockpit.health import HealthConfig
+from cockpit.runmodel import OK_STATUSES
+from cockpit.runs import list_runs, resolve
+from cockpit.session import Session
+from cockpit.supervisor import Trainer, new_run_dir, trainer_command
+from core.config import ProfileError, load_profile
+
+HARD_KILL_WINDOW_S = 3.0
+TICK_S = 0.25  # the headless loop's pace: ~4 ticks a second whatever the event rate
+
+
+def _health(pairs: list[str]) -> HealthConfig | None:
+    try:
+        return HealthConfig.from_pairs(pairs)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None
+
+
+def status_code(status: str) -> int:
+    """The trainer's exit code for a run status, when nobody saw the process exit."""
+    return 0 if status in OK_STATUSES else 130 if status == "interrupted" else 1
+
+
+class _Interrupts:
+    """Counts Ctrl+C presses; the loop acts on them (a handler only records)."""
+
+    def __init__(self):
+        self.presses: list[float] = []
+        self.handled = 0
+
+    def install(self) -> None:
+        signal.signal(signal.SIGINT, lambda s, f: self.presses.append(time.monotonic()))
+
+    def take(self) -> list[float]:
+        new = self.presses[self.handled :]
+        self.handled = len(self.presses)
+        return new
+
+
+def _loop(session: Session, printer: HeadlessPrinter, on_ctrl_c) -> None:
+    intr = _Interrupts()
+    intr.install()
+    session.replay()
+    printer.update()
+    while True:
+        t0 = time.time()
+        session.tick(t0)
+        printer.update(t0)
+        for t in intr.take():
+            if on_ctrl_c(t) == "detach":
+                return
+        if session.done():
+            return
+        session.wait(TICK_S)
+        time.sleep(max(0.0, t0 + TICK_S - time.time()))
+
+
+# -----------------------------------------------------------------------------
+# commands
+
+
+def cmd_run(args) -> int:
+    try:
+        p = load_profile(args.profile, args.set)
+    except ProfileError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    health = _health(args.health)
+    if health is None:
+        return 2
+    run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(p.name)
+    trainer = Trainer.launch(trainer_command(args.profile, run_dir, args.set), run_dir)
+    session = Session(run_dir, trainer, health)
+    printer = HeadlessPrinter(session.model, every_s=args.every)
+    printer.say(
+        f"cockpit: training '{p.name}' in {run_dir} (pid {trainer.pid}; log {run_dir / 'stdout.log'})"
+    )
+    printer.say(
+        "cockpit: Ctrl+C stops the run gracefully; closing this terminal does not "
+        f"(re-attach with: cockpit watch {run_dir})"
+    )
+    last_press = [-1e9]
+
+    def on_ctrl_c(t: float) -> str:
+        if not trainer.alive():
+            return "stay"  # it is already on its way out
+        if t - last_press[0] <= HARD_KILL_WINDOW_S:
+            trainer.kill_group()
+            printer.say("cockpit: second Ctrl+C: killed the trainer (SIGKILL); nothing was saved")
+        else:
+            trainer.signal(signal.SIGINT)
+            printer.say(
+                "cockpit: Ctrl+C: asking the trainer to stop gracefully (it saves a checkpoint "
+                f"and exits 130); press Ctrl+C again within {HARD_KILL_WINDOW_S:.0f} s to kill it"
+            )
+        last_press[0] = t
+        return "stay"
+
+    try:
+        _loop(session, printer, on_ctrl_c)
+        trainer.wait(10)
+        session.tick()
+        printer.finish()
+    finally:
+        session.close()
+    m = session.model
+    return trainer.exit_code if trainer.exit_code is not None else status_code(m.status)
+
+
+def cmd_watch(args) -> int:
+    run_dir = resolve(args.run)
+    if run_dir is None:
+        what = "no runs under logs/" if args.run in (None, "latest") else f"no run {args.run}"
+        print(f"error: {what}; `cockpit runs` lists them", file=sys.stderr)
+        return 2
+    health = _health(args.health)
+    if health is None:
+        return 2
+    session = Session(run_dir, Trainer.find(run_dir), health)
+    printer = HeadlessPrinter(session.model, every_s=args.every)
+    printer.say(f"cockpit: watching {run_dir}")
+    detached = [False]
+
+    def on_ctrl_c(t: float) -> str:
+        detached[0] = True
+        printer.say(f"cockpit: detached; the run goes on (re-attach: cockpit watch {run_dir})")
+        return "detach"
+
+    try:
+        _loop(session, printer, on_ctrl_c)
+        if detached[0]:
+            return 130
+        printer.finish()
+    finally:
+        session.close()
+    m = session.model
+    return m.exit_code if m.exit_code is not None else status_code(m.status)
+
+
+def cmd_runs(args) -> int:
+    rows = list_runs(Path(args.logs))
+    if not rows:
+        print(f"no runs under {args.logs}/ yet; start one with: cockpit run")
+        return 0
+    head = f"{'run':<40} {'profile':<14} {'status':<13} {'step':>13} {'best val':>9} {'gate':<10} {'started':<16} {'wall':>8}"
+    print(head)
+    for r in rows:
+        step = f"{r.step}/{r.total_steps}" if r.total_steps else str(r.step)
+        started = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started)) if r.started else "–"
+        print(
+            f"{r.run_id:<40} {r.profile:<14} {r.status:<13} {step:>13} {fmt_num(r.best_val):>9} "
+            f"{r.gate:<10} {started:<16} {fmt_duration(r.wall_s):>8}"
+        )
+    return 0

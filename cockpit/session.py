@@ -1,0 +1,230 @@
+"""A session: the collectors of one run feeding one run model, tick by tick.
+
+Each `tick()` reads new events, takes a system sample when one is due (and
+records it to `system.jsonl`), rescans checkpoints, notices the trainer's
+exit, runs the health checks and acts on a stall (a SIGUSR2 stack dump). The
+displays (headless printer, TUI) only read `session.model`.
+
+Only one cockpit records a run's system samples: the one holding an flock on
+`.system.lock` in the run directory (the kernel drops it if that cockpit is
+killed, and the next watcher takes over).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import time
+from pathlib import Path
+
+import orjson
+
+from cockpit.ckwatch import CheckpointWatcher
+from cockpit.follow import EventsFollower
+from cockpit.gpu import GpuSampler
+from cockpit.health import Health, HealthConfig
+from cockpit.runmodel import ENDED, RunModel
+from cockpit.sampling import ProcessSampler, SystemSampler
+from cockpit.supervisor import Trainer, log_tail
+
+THREADS_EVERY_S = 10.0  # per-thread lists go to system.jsonl this often (the rest every sample)
+END_GRACE_S = 30.0
+POLL_BYTES = (
+    8 << 20
+)  # events read per poll at most (~40k events)  # after run_end, how long to wait for the process to exit
+
+
+class Session:
+    def __init__(
+        self,
+        run_dir: Path,
+        trainer: Trainer | None,
+        health: HealthConfig | None = None,
+        *,
+        sample_every_s: float = 1.0,
+        ckpt_every_s: float = 2.0,
+        notify: bool = True,
+    ):
+        self.run_dir = Path(run_dir)
+        self.trainer = trainer
+        self.model = RunModel(run_dir=self.run_dir, run_id=self.run_dir.name)
+        self.health = Health(health)
+        self.follower = EventsFollower(self.run_dir / "events.jsonl", notify=notify)
+        self.ckpts = CheckpointWatcher(self.run_dir / "checkpoints")
+        self.sys_sampler = SystemSampler(self.run_dir)
+        self.gpu_sampler = GpuSampler(min_interval_s=max(1.0, sample_every_s))
+        self.proc_sampler: ProcessSampler | None = None
+        self.sample_every_s, self.ckpt_every_s = sample_every_s, ckpt_every_s
+        self._next_sample = self._next_ckpt = 0.0
+        self._last_threads = 0.0
+        self._record = None  # system.jsonl, opened when we hold the lock
+        self._lock_fd: int | None = None
+        self._dump_wait: tuple[float, dict] | None = None  # (asked at, stacks/ before)
+        self._ended_at: float | None = None
+        self.replayed_events = 0
+
+    # --- history ---------------------------------------------------------------
+
+    def replay(self) -> None:
+        """Everything the run wrote so far: system samples, then events."""
+        try:
+            with open(self.run_dir / "system.jsonl", "rb") as f:
+                for line in f:
+                    try:
+                        d = orjson.loads(line)
+                    except orjson.JSONDecodeError:
+                        continue  # a torn last line from a killed cockpit
+                    if isinstance(d, dict):
+                        self.model.feed_system(d)
+        except OSError:
+            pass
+        self.replayed_events = self._read_all()
+        if self.trainer is None and self.model.info.get("pid"):
+            # a run started without the supervisor: find it by the pid it announced
+            self.trainer = Trainer(self.run_dir, self.model.info["pid"], None, None)
+        self._check_process(time.time())
+
+    # --- one tick --------------------------------------------------------------
+
+    def tick(self, now: float | None = None) -> None:
+        now = now or time.time()
+        m = self.model
+        m.feed_all(self.follower.poll(POLL_BYTES))
+        m.malformed = self.follower.malformed
+        if now >= self._next_sample:
+            self._next_sample = now + self.sample_every_s
+            self._sample(now)
+        if now >= self._next_ckpt:
+            self._next_ckpt = now + self.ckpt_every_s
+            m.set_checkpoints(self.ckpts.scan())
+        self._check_process(now)
+        for f in self.health.update(m, now):
+            m.add_alert(f.level, f.code, f.message, "cockpit", f.detail, t=now)
+            if f.code == "stall":
+                self._ask_dump(now)
+        self._collect_dump(now)
+
+    def done(self, now: float | None = None) -> bool:
+        """The run is over and its process gone (or it lingered past the grace period)."""
+        m, now = self.model, now or time.time()
+        if m.status not in ENDED:
+            return False
+        if self._ended_at is None:
+            self._ended_at = now
+        return m.proc_alive is not True or now - self._ended_at > END_GRACE_S
+
+    def wait(self, timeout: float) -> None:
+        self.follower.wait(timeout)
+
+    def close(self) -> None:
+        self.follower.close()
+        self.ckpts.close()
+        self.gpu_sampler.close()
+        if self._record is not None:
+            self._record.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+
+    # --- pieces ----------------------------------------------------------------
+
+    def _read_all(self) -> int:
+        """Every event written so far, in batches: a million-line history never sits
+        in memory as dicts."""
+        n = 0
+        while True:
+            evs = self.follower.poll(POLL_BYTES)
+            self.model.feed_all(evs)
+            n += len(evs)
+            if not self.follower.more:
+                return n
+
+    def _check_process(self, now: float) -> None:
+        t, m = self.trainer, self.model
+        if t is None:
+            return
+        alive = t.alive()
+        if m.proc_alive is not False and not alive:
+            # it just ended (or was already gone): read what it wrote last
+            self._read_all()
+            m.exit_code = t.exit_code
+            if m.run_end is None:
+                m.log_tail = log_tail(self.run_dir, self.health.cfg.crash_log_lines)
+                m.status = "failed"
+        m.proc_alive = alive
+
+    def _sample(self, now: float) -> None:
+        t, m = self.trainer, self.model
+        d: dict = {"v": 1, "t": now, "type": "system"}
+        if t is not None and m.proc_alive is not False:
+            if self.proc_sampler is None:
+                self.proc_sampler = ProcessSampler(t.pid)
+            proc = self.proc_sampler.sample().to_dict()
+            d["proc"] = proc
+            pids = [p["pid"] for p in proc.get("procs") or []]
+        else:
+            pids = []
+        d["sys"] = self.sys_sampler.sample().to_dict()
+        d["gpu"] = self.gpu_sampler.sample(pids).to_dict()
+        m.feed_system(d)
+        if m.proc_alive and self._can_record():
+            if "proc" in d and now - self._last_threads < THREADS_EVERY_S:
+                d = dict(d, proc=_without_threads(d["proc"]))
+            else:
+                self._last_threads = now
+            self._record.write(orjson.dumps(d) + b"\n")
+            self._record.flush()
+
+    def _can_record(self) -> bool:
+        if self._record is not None:
+            return True
+        if self._lock_fd is None:
+            try:
+                self._lock_fd = os.open(self.run_dir / ".system.lock", os.O_RDWR | os.O_CREAT)
+            except OSError:
+                return False
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False  # another cockpit records this run
+        self._record = open(self.run_dir / "system.jsonl", "ab")
+        return True
+
+    def _stacks(self) -> dict:
+        try:
+            return {p.name: p.stat().st_size for p in (self.run_dir / "stacks").iterdir()}
+        except OSError:
+            return {}
+
+    def _ask_dump(self, now: float) -> None:
+        before = self._stacks()
+        if self.trainer is not None and self.trainer.signal(signal.SIGUSR2):
+            self._dump_wait = (now, before)
+
+    def _collect_dump(self, now: float) -> None:
+        """Show the stack dump a stall asked for, once the trainer wrote it (a stopped
+        process writes it only when it runs again)."""
+        if self._dump_wait is None:
+            return
+        _, before = self._dump_wait
+        after = self._stacks()
+        new = sorted(n for n in after if n.startswith("stacks-") and n not in before)
+        grown = [n for n in after if n == "faulthandler.txt" and after[n] > before.get(n, 0)]
+        if not new and not grown:
+            return
+        self._dump_wait = None
+        path = self.run_dir / "stacks" / (new[-1] if new else grown[0])
+        try:
+            with open(path, "rb") as f:
+                if not new:
+                    f.seek(before.get(path.name, 0))
+                text = f.read(64 << 10).decode("utf-8", "replace")
+        except OSError:
+            text = ""
+        self.model.add_alert(
+            "info", "stack_dump", f"stack dump after the stall: {path}", "cockpit", text, t=now
+        )
+
+
+def _without_threads(proc: dict) -> dict:
+    return dict(proc, procs=[dict(p, threads=[]) for p in proc.get("procs") or []])

@@ -1,0 +1,183 @@
+"""The supervisor: launches the trainer so that nothing the cockpit does (quit,
+`kill -9`, a dropped ssh session) stops it, and finds it again later.
+
+The trainer gets its own session and process group (no terminal signal reaches
+it), its stdout and stderr go straight to `stdout.log` (no pipe that breaks
+when the cockpit dies), and `supervisor.json` records what identifies it: pid,
+process group, the process's start time (a recycled pid is not our trainer),
+command, host. The launching cockpit adds the exit code when it sees one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from core.checkpoint import atomic_write_text
+
+LOGS = Path("logs")
+
+
+def new_run_dir(profile_name: str, logs: Path = LOGS) -> Path:
+    """logs/<YYYYmmdd-HHMMSS>-<profile>, with -2, -3 ... if that exists."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    d, n = logs / f"{stamp}-{profile_name}", 1
+    while d.exists():
+        n += 1
+        d = logs / f"{stamp}-{profile_name}-{n}"
+    return d
+
+
+def trainer_command(profile: str, run_dir: Path, sets: list[str]) -> list[str]:
+    cmd = [sys.executable, "-m", "core.train", "--profile", profile, "--run-dir", str(run_dir)]
+    for s in sets:
+        cmd += ["--set", s]
+    return cmd
+
+
+def read_info(run_dir: Path) -> dict | None:
+    try:
+        d = json.loads((run_dir / "supervisor.json").read_text())
+        return d if isinstance(d, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _create_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.Error, OSError):
+        return None
+
+
+def pid_is(pid: int | None, create_time: float | None) -> bool:
+    """True when `pid` is alive (not a zombie) and is the process that started at create_time."""
+    if not pid:
+        return False
+    try:
+        p = psutil.Process(pid)
+        if p.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return create_time is None or abs(p.create_time() - create_time) < 0.5
+    except (psutil.Error, OSError):
+        return False
+
+
+def exit_code_of(returncode: int) -> int:
+    """Popen's -N (killed by signal N) as a shell would say it: 128 + N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+# -----------------------------------------------------------------------------
+# a trainer we launched, or one we found again
+
+
+@dataclass
+class Trainer:
+    run_dir: Path
+    pid: int
+    pgid: int | None
+    create_time: float | None
+    proc: subprocess.Popen | None = None  # set only in the cockpit that launched it
+    exit_code: int | None = None
+
+    @classmethod
+    def launch(cls, cmd: list[str], run_dir: Path, cwd: Path | None = None) -> Trainer:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        with open(run_dir / "stdout.log", "ab") as log:
+            proc = subprocess.Popen(
+                cmd,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own session and process group: Ctrl+C and SIGHUP stay with us
+                env=env,
+            )
+        t = cls(run_dir, proc.pid, proc.pid, _create_time(proc.pid), proc)
+        t._write_info(cmd=cmd, cwd=str(cwd or Path.cwd()), started=time.time())
+        return t
+
+    @classmethod
+    def find(cls, run_dir: Path) -> Trainer | None:
+        """The trainer of a run, from supervisor.json (or the run_start event's pid)."""
+        info = read_info(run_dir)
+        if info and isinstance(info.get("pid"), int):
+            t = cls(run_dir, info["pid"], info.get("pgid"), info.get("create_time"))
+            t.exit_code = info.get("exit_code")
+            return t
+        return None
+
+    def _write_info(self, **extra) -> None:
+        info = read_info(self.run_dir) or {}
+        info.update(
+            pid=self.pid,
+            pgid=self.pgid,
+            create_time=self.create_time,
+            host=socket.gethostname(),
+            cockpit_pid=os.getpid(),
+            run_dir=str(self.run_dir),
+            exit_code=self.exit_code,
+        )
+        info.update(extra)
+        atomic_write_text(self.run_dir / "supervisor.json", json.dumps(info, indent=2) + "\n")
+
+    def alive(self) -> bool:
+        if self.proc is not None:
+            if self.proc.poll() is not None:
+                if self.exit_code is None:
+                    self.exit_code = exit_code_of(self.proc.returncode)
+                    self._write_info(ended=time.time())
+                return False
+            return True
+        return pid_is(self.pid, self.create_time)
+
+    def signal(self, sig: int) -> bool:
+        """Send `sig` to the trainer; False when it is already gone."""
+        if not self.alive():
+            return False
+        try:
+            os.kill(self.pid, sig)
+            return True
+        except OSError:
+            return False
+
+    def kill_group(self) -> None:
+        """SIGKILL the trainer and everything in its process group (workers, ranks)."""
+        try:
+            os.killpg(self.pgid or self.pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        if self.proc is None:
+            return None
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        self.alive()
+        return self.exit_code
+
+
+def log_tail(run_dir: Path, n: int = 50, max_bytes: int = 256 << 10) -> str:
+    """The last n lines of stdout.log (reads at most max_bytes from the end)."""
+    try:
+        with open(run_dir / "stdout.log", "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            data = f.read()
+    except OSError:
+        return ""
+    return "\n".join(data.decode("utf-8", "replace").splitlines()[-n:])

@@ -1,0 +1,282 @@
+"""`cockpit run --headless`, `cockpit watch` and `cockpit runs` against a real
+trainer subprocess under the supervisor, with real signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import (
+    ENDLESS_WALKS,
+    REPO,
+    TINY_WALKS,
+    Output,
+    cockpit,
+    events,
+    sets,
+    start_cockpit,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def run_dirs(tmp_path):
+    """Run directories a test creates; their trainers are killed at the end whatever happens."""
+    made: list[Path] = []
+
+    def new(name: str) -> Path:
+        d = tmp_path / "logs" / name
+        made.append(d)
+        return d
+
+    yield new
+    for d in made:
+        try:
+            pid = json.loads((d / "supervisor.json").read_text())["pid"]
+            os.killpg(pid, signal.SIGKILL)
+        except (OSError, ValueError, KeyError):
+            pass
+
+
+def trainer_pid(run_dir: Path, timeout: float = 30) -> int:
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        try:
+            return json.loads((run_dir / "supervisor.json").read_text())["pid"]
+        except (OSError, ValueError, KeyError):
+            time.sleep(0.05)
+    pytest.fail("no supervisor.json")
+
+
+def steps(run_dir: Path) -> list[int]:
+    return [e["step"] for e in events(run_dir) if e["type"] == "step"]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split()[2] != "Z"
+
+
+def test_headless_plain_lines_when_not_a_terminal(run_dirs):
+    d = run_dirs("plain")
+    r = subprocess.run(
+        [sys.executable, "-m", "cockpit.cli", "run", "--headless", "--every", "1"]
+        + ["--run-dir", str(d)]
+        + sets(*TINY_WALKS, "train.epochs=3", "gate.stop_on_pass=false"),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    out = r.stdout
+    assert r.returncode == 0, out + r.stderr
+    assert "\x1b" not in out  # no ANSI codes in a log file
+    lines = out.splitlines()
+    assert lines[0].startswith(f"cockpit: training 'demo-walks' in {d} (pid ")
+    # one line per eval, at the steps the trainer evaluated, with every figure
+    eval_steps = [e["step"] for e in events(d) if e["type"] == "eval"]
+    eval_lines = [x for x in lines if x.startswith("eval  ")]
+    assert len(eval_steps) == 3 and len(eval_lines) == 3
+    for k, (s, line) in enumerate(zip(eval_steps, eval_lines, strict=True)):
+        assert line.startswith(f"eval  step {s}/201 ")
+        assert f" · epoch {k + 1}/3 · loss " in line
+        for part in (" · val ", " · lr ", " tok/s · ETA ", " · RSS ", " MiB · no GPU"):
+            assert part in line, line
+    val = [e["val_loss"] for e in events(d) if e["type"] == "eval"]
+    assert f"val {val[-1]:.4f}" in eval_lines[-1]
+    # the periodic summary lines, and a line per checkpoint
+    assert any(re.match(r"step \d+/201 \(\d+%\) · epoch \d/3 · loss \d", x) for x in lines)
+    assert [x.split()[1] for x in lines if x.startswith("checkpoint ")] == [
+        "step-0000067.pt",
+        "step-0000134.pt",
+        "step-0000201.pt",
+    ]
+    # the final table, and the exit code is the trainer's
+    tail = lines[lines.index(f"run {d.name}") :]
+    assert "  status       completed (exit 0)" in tail
+    assert "  steps        201/201" in tail
+    assert any(x.startswith("  checkpoints  3, newest step-0000201.pt") for x in tail)
+    assert "  alerts       none" in tail
+    assert json.loads((d / "supervisor.json").read_text())["exit_code"] == 0
+    # the cockpit recorded system samples while the run lived
+    sysl = [json.loads(x) for x in (d / "system.jsonl").read_text().splitlines()]
+    assert sysl and all(x["type"] == "system" and x["gpu"]["available"] is False for x in sysl)
+    assert sysl[-1]["proc"]["root_pid"] == trainer_pid(d)
+
+
+def test_headless_progress_bar_on_a_terminal(run_dirs):
+    d = run_dirs("tty")
+    master, slave = pty.openpty()
+    p = subprocess.Popen(
+        [sys.executable, "-m", "cockpit.cli", "run", "--headless", "--run-dir", str(d)]
+        + sets(*TINY_WALKS, "train.epochs=2"),
+        cwd=REPO,
+        stdout=slave,
+        stderr=slave,
+        env=dict(os.environ, COLUMNS="150", LINES="40", TERM="xterm-256color"),
+    )
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            b = os.read(master, 65536)
+        except OSError:
+            break  # EIO: the child closed the terminal
+        if not b:
+            break
+        chunks.append(b)
+    rc = p.wait(60)
+    os.close(master)
+    out = b"".join(chunks).decode("utf-8", "replace")
+    assert rc == 0, out
+    assert "\x1b[" in out  # a live terminal gets a drawn bar
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out)
+    assert re.search(r"steps\s+━+\s+134/134 loss \d", plain)
+    assert re.search(r"epoch 2/2\s+━+\s+67/67 ", plain)
+    assert "eval  step 134/134 " in plain  # the same summary lines as without a terminal
+    assert "status" in out and "completed (exit 0)" in out
+
+
+def test_a_trainer_failure_shows_its_reason_and_exit_code(run_dirs):
+    d = run_dirs("bad-data")
+    r = subprocess.run(
+        [sys.executable, "-m", "cockpit.cli", "run", "--headless", "--run-dir", str(d)]
+        + sets(*TINY_WALKS, "data.walks.n_walks=2"),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2, r.stdout  # the trainer's own code for bad data
+    assert "  status       failed (exit 2)" in r.stdout
+    assert "  reason       too few training windows (1) for one batch of 16" in r.stdout
+
+
+def test_kill_9_on_the_cockpit_leaves_training_running_and_watch_reattaches(run_dirs):
+    d = run_dirs("detach")
+    p = start_cockpit("run", "--headless", "--run-dir", str(d), *sets(*ENDLESS_WALKS))
+    out = Output(p)
+    out.wait_for("eval  step 200/")
+    pid = trainer_pid(d)
+    p.kill()  # kill -9 the cockpit
+    p.wait()
+    n0 = len(steps(d))
+    time.sleep(2.0)
+    assert alive(pid) and len(steps(d)) > n0 + 20  # still training, on its own
+
+    w = start_cockpit("watch", str(d), "--headless", "--every", "1")
+    wout = Output(w)
+    wout.wait_for("cockpit: watching")
+    wout.wait_for("eval  step 400/")
+    sys_before = (d / "system.jsonl").stat().st_size
+    time.sleep(2.5)
+    assert (d / "system.jsonl").stat().st_size > sys_before  # the watcher took over recording
+    os.kill(pid, signal.SIGINT)  # stop the run the way `x` will: gracefully
+    rc = wout.finish(60)
+    assert rc == 130, wout.text
+    # the whole history, each eval once, in order, and the run's end
+    seen = [int(m.group(1)) for m in re.finditer(r"^eval  step (\d+)/", wout.text, re.M)]
+    assert seen == [e["step"] for e in events(d) if e["type"] == "eval"]
+    assert seen[:2] == [100, 200] and len(seen) == len(set(seen))
+    assert "  status       interrupted" in wout.text
+    assert events(d)[-1]["type"] == "run_end"
+
+
+def test_a_stopped_trainer_raises_a_stall_with_a_stack_dump(run_dirs):
+    d = run_dirs("stall")
+    p = start_cockpit(
+        "run", "--headless", "--run-dir", str(d), "--health", "stall_min_s=3",
+        *sets(*ENDLESS_WALKS),
+    )  # fmt: skip
+    out = Output(p)
+    out.wait_for("eval  step 100/")
+    pid = trainer_pid(d)
+    os.kill(pid, signal.SIGSTOP)
+    line = out.wait_for("ALERT error stall:", timeout=30)
+    assert "the process is stopped" in line
+    time.sleep(0.5)
+    os.kill(pid, signal.SIGCONT)  # the SIGUSR2 the cockpit sent is delivered now
+    out.wait_for("ALERT info stack_dump:", timeout=30)
+    assert re.search(r"^  \| .*(File|thread)", out.text, re.M)  # the stacks themselves
+    assert list((d / "stacks").glob("stacks-*.txt"))
+    p.send_signal(signal.SIGINT)
+    assert out.finish(60) == 130
+    assert "  status       interrupted (exit 130)" in out.text
+
+
+def test_sigkill_on_the_trainer_is_a_crash_with_its_exit_code(run_dirs, tmp_path):
+    d = run_dirs("crash")
+    p = start_cockpit("run", "--headless", "--run-dir", str(d), *sets(*ENDLESS_WALKS))
+    out = Output(p)
+    out.wait_for("eval  step 100/")
+    os.kill(trainer_pid(d), signal.SIGKILL)
+    assert out.finish(60) == 137
+    assert (
+        "ALERT error crash: the trainer died without finishing the run (exit code 137)" in out.text
+    )
+    assert "  status       failed (exit 137)" in out.text
+    r = cockpit("runs", "--logs", str(tmp_path / "logs"))
+    row = [x for x in r.stdout.splitlines() if x.startswith("crash ")]
+    assert row and row[0].split()[2] == "failed", r.stdout
+
+
+def test_ctrl_c_stops_gracefully_and_twice_kills(run_dirs):
+    d = run_dirs("ctrlc")
+    p = start_cockpit("run", "--headless", "--run-dir", str(d), *sets(*ENDLESS_WALKS))
+    out = Output(p)
+    out.wait_for("eval  step 100/")
+    p.send_signal(signal.SIGINT)
+    assert out.finish(60) == 130
+    assert "asking the trainer to stop gracefully" in out.text
+    ck = [e for e in events(d) if e["type"] == "checkpoint"]
+    assert "interrupt" in ck[-1]["tags"]
+    assert [e["status"] for e in events(d) if e["type"] == "run_end"] == ["interrupted"]
+
+    d2 = run_dirs("ctrlc2")
+    p = start_cockpit("run", "--headless", "--run-dir", str(d2), *sets(*ENDLESS_WALKS))
+    out = Output(p)
+    out.wait_for("eval  step 100/")
+    os.kill(trainer_pid(d2), signal.SIGSTOP)  # a trainer that cannot stop by itself
+    p.send_signal(signal.SIGINT)
+    out.wait_for("asking the trainer to stop gracefully")
+    p.send_signal(signal.SIGINT)
+    assert out.finish(60) == 137
+    assert "second Ctrl+C: killed the trainer (SIGKILL)" in out.text
+    assert not [e for e in events(d2) if e["type"] == "run_end"]
+
+
+def test_runs_lists_every_run_with_its_status(run_dirs, tmp_path):
+    done = run_dirs("done")
+    r = cockpit("run", "--headless", "--run-dir", str(done), *sets(*TINY_WALKS, "train.epochs=1"))
+    assert r.returncode == 0, r.stdout
+    live = run_dirs("live")
+    p = start_cockpit("run", "--headless", "--run-dir", str(live), *sets(*ENDLESS_WALKS))
+    out = Output(p)
+    out.wait_for("eval  step 100/")
+    rows = {
+        x.split()[0]: x.split()
+        for x in cockpit("runs", "--logs", str(tmp_path / "logs")).stdout.splitlines()[1:]
+    }
+    assert rows["done"][1:4] == ["demo-walks", "completed", "67/67"]
+    assert rows["live"][2] == "live" and int(rows["live"][3].split("/")[0]) >= 100
+    p.send_signal(signal.SIGINT)
+    out.finish(60)
+    rows = {
+        x.split()[0]: x.split()
+        for x in cockpit("runs", "--logs", str(tmp_path / "logs")).stdout.splitlines()[1:]
+    }
+    assert rows["live"][2] == "interrupted"
