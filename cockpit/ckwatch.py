@@ -8,8 +8,8 @@ only lists the folder and reads sidecars.
 
 from __future__ import annotations
 
+import queue
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,9 +32,25 @@ class CkptState:
 class CheckpointWatcher:
     def __init__(self, ckpt_dir: Path):
         self.dir = Path(ckpt_dir)
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="ckpt-verify")
-        self._verdicts: dict[tuple, Future] = {}
+        # a daemon thread, not an executor: quitting never waits for a multi-GB hash
+        self._todo: queue.Queue = queue.Queue()
+        self._verdicts: dict[tuple, tuple[bool, str | None] | None] = {}  # None: hashing
         self._lock = threading.Lock()
+        self._stop = threading.Event()
+        threading.Thread(target=self._verify_loop, name="ckpt-verify", daemon=True).start()
+
+    def _verify_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                key, path = self._todo.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            try:
+                why = C.verify(path)
+            except Exception as e:  # a file removed mid-hash, a read error
+                why = f"{path.name}: {e}"
+            with self._lock:
+                self._verdicts[key] = (why is None, why)
 
     def scan(self) -> list[CkptState]:
         """The checkpoints now on disk, oldest first. Never raises."""
@@ -54,12 +70,12 @@ class CheckpointWatcher:
             verified, why = None, None
             if meta is not None:
                 with self._lock:
-                    fut = self._verdicts.get(key)
-                    if fut is None:
-                        fut = self._verdicts[key] = self._pool.submit(C.verify, p)
-                if fut.done():
-                    why = fut.result() if fut.exception() is None else str(fut.exception())
-                    verified = why is None
+                    if key not in self._verdicts:
+                        self._verdicts[key] = None
+                        self._todo.put((key, p))
+                    got = self._verdicts[key]
+                if got is not None:
+                    verified, why = got
             meta = meta or {}
             out.append(
                 CkptState(
@@ -76,8 +92,13 @@ class CheckpointWatcher:
             )
         return out
 
+    def pending(self) -> int:
+        """Checkpoints still being hashed."""
+        with self._lock:
+            return sum(v is None for v in self._verdicts.values())
+
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._stop.set()
 
 
 def _step_of(p: Path) -> int:

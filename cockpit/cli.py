@@ -10,6 +10,7 @@ cockpit validate PROFILE [--set k=v]    exit 0 valid, 2 with every problem liste
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -153,7 +154,12 @@ def main(argv=None) -> int:
     va.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     va.set_defaults(fn=cmd_validate)
     args = ap.parse_args(argv)
-    return args.fn(args)
+    try:
+        return args.fn(args)
+    except BrokenPipeError:
+        # `cockpit run | head`: the reader left; the trainer, in its own session, goes on
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -177,7 +177,7 @@ class HeadlessPrinter:
             pct = f" ({100 * done / total:.0f}%)" if done is not None and total else ""
             self.say(f"phase {self._phase} {fmt_num(done, ',.0f')}/{fmt_num(total, ',.0f')}{pct}")
         for rec in list(m.evals)[max(0, len(m.evals) - (m.n_evals - self._evals)) :]:
-            self.say(eval_line(rec, m.gate, m.best_val))
+            self.say(eval_line(rec, m.gate, rec.get("best_val")))
         self._evals = m.n_evals
         for a in [a for a in m.alerts if a.seq > self._alerts]:
             self.say(f"ALERT {a.level} {a.code}: {a.message}")
@@ -232,14 +232,19 @@ class HeadlessPrinter:
             p.update(
                 self._tasks["epoch"],
                 description=f"epoch {m.epoch + 1}/{te}",
-                completed=m.step - m.epoch * spe,
+                completed=min(spe, max(0, m.step - m.epoch * spe)),
                 extra=f"{fmt_rate(f['tokens_per_s'])} tok/s",
             )
 
-    def finish(self) -> None:
-        self.update()
+    def close(self) -> None:
+        """Give the terminal back (cursor shown) whatever happened."""
         if self._progress is not None:
             self._progress.stop()
+            self._progress = None
+
+    def finish(self) -> None:
+        self.update()
+        self.close()
         if self.tty:
             self.console.print(final_table(self.m))
         else:

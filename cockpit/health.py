@@ -76,6 +76,9 @@ class Finding:
     detail: str | None = None
 
 
+EXIT_CODE_WAIT_S = 3.0
+
+
 def _live(m: RunModel) -> bool:
     return m.proc_alive is True and m.status not in ENDED
 
@@ -111,6 +114,8 @@ def crash(m: RunModel, cfg: HealthConfig, now: float) -> Finding | None:
     """The process is gone and never wrote run_end."""
     if m.proc_alive is not False or m.run_end is not None:
         return None
+    if m.exit_code is None and m.t_gone is not None and now - m.t_gone < EXIT_CODE_WAIT_S:
+        return None  # a watcher: the launching cockpit records the exit code in a moment
     code = f"exit code {m.exit_code}" if m.exit_code is not None else "exit code unknown"
     return Finding(
         "crash",
@@ -132,10 +137,13 @@ def nan_loss(m: RunModel, cfg: HealthConfig, now: float) -> Finding | None:
     )
 
 
+SPIKE_SCAN = 500  # steps a check looks back for a spike (500 steps/s at one check a second)
+
+
 def loss_spike(m: RunModel, cfg: HealthConfig, now: float) -> Finding | None:
-    """A loss beyond mean + k·σ of the window before it, among the last `spike_window`
-    steps (the checks run a few times a second; steps may come faster)."""
-    tail = list(m.loss.tail)
+    """A loss beyond mean + k·σ of the window before it, among the last SPIKE_SCAN
+    steps: the checks run once a second, and steps may come far faster."""
+    tail = list(m.loss.tail)[-(SPIKE_SCAN + cfg.spike_window) :]
     w = cfg.spike_window
     if len(tail) < cfg.spike_min_points + 1:
         return None
@@ -144,10 +152,7 @@ def loss_spike(m: RunModel, cfg: HealthConfig, now: float) -> Finding | None:
     for y in ys:
         s1.append(s1[-1] + y)
         s2.append(s2[-1] + y * y)
-    newest = tail[-1][0]
-    for i in range(len(ys) - 1, 0, -1):
-        if tail[i][0] <= newest - w:
-            break
+    for i in range(len(ys) - 1, max(0, len(ys) - 1 - SPIKE_SCAN), -1):
         lo = max(0, i - w)
         n = i - lo
         if n < cfg.spike_min_points:

@@ -19,7 +19,9 @@ from cockpit.supervisor import Trainer, new_run_dir, trainer_command
 from core.config import ProfileError, load_profile
 
 HARD_KILL_WINDOW_S = 3.0
-TICK_S = 0.25  # the headless loop's pace: ~4 ticks a second whatever the event rate
+# The headless loop's pace, whatever the event rate. Lines every few seconds need no
+# change notification: sleeping between ticks is what keeps the trainer's cores free.
+TICK_S = 0.5
 
 
 def _health(pairs: list[str]) -> HealthConfig | None:
@@ -65,7 +67,6 @@ def _loop(session: Session, printer: HeadlessPrinter, on_ctrl_c) -> None:
                 return
         if session.done():
             return
-        session.wait(TICK_S)
         time.sleep(max(0.0, t0 + TICK_S - time.time()))
 
 
@@ -84,7 +85,7 @@ def cmd_run(args) -> int:
         return 2
     run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(p.name)
     trainer = Trainer.launch(trainer_command(args.profile, run_dir, args.set), run_dir)
-    session = Session(run_dir, trainer, health)
+    session = Session(run_dir, trainer, health, notify=False)
     printer = HeadlessPrinter(session.model, every_s=args.every)
     printer.say(
         f"cockpit: training '{p.name}' in {run_dir} (pid {trainer.pid}; log {run_dir / 'stdout.log'})"
@@ -113,9 +114,10 @@ def cmd_run(args) -> int:
     try:
         _loop(session, printer, on_ctrl_c)
         trainer.wait(10)
-        session.tick()
+        session.settle()
         printer.finish()
     finally:
+        printer.close()
         session.close()
     m = session.model
     return trainer.exit_code if trainer.exit_code is not None else status_code(m.status)
@@ -124,15 +126,21 @@ def cmd_run(args) -> int:
 def cmd_watch(args) -> int:
     run_dir = resolve(args.run)
     if run_dir is None:
-        what = "no runs under logs/" if args.run in (None, "latest") else f"no run {args.run}"
+        what = (
+            "no runs under logs/"
+            if args.run in (None, "latest")
+            else f"{args.run} is not a run directory, nor a run id under logs/"
+        )
         print(f"error: {what}; `cockpit runs` lists them", file=sys.stderr)
         return 2
     health = _health(args.health)
     if health is None:
         return 2
-    session = Session(run_dir, Trainer.find(run_dir), health)
+    session = Session(run_dir, Trainer.find(run_dir), health, notify=False)
     printer = HeadlessPrinter(session.model, every_s=args.every)
     printer.say(f"cockpit: watching {run_dir}")
+    if not (run_dir / "events.jsonl").exists():
+        printer.say("cockpit: no events.jsonl yet; waiting for the trainer to write it")
     detached = [False]
 
     def on_ctrl_c(t: float) -> str:
@@ -144,8 +152,10 @@ def cmd_watch(args) -> int:
         _loop(session, printer, on_ctrl_c)
         if detached[0]:
             return 130
+        session.settle()
         printer.finish()
     finally:
+        printer.close()
         session.close()
     m = session.model
     return m.exit_code if m.exit_code is not None else status_code(m.status)

@@ -154,6 +154,7 @@ class RunModel:
     run_end: dict | None = None
     exit_code: int | None = None
     proc_alive: bool | None = None  # None: unknown (not watched yet)
+    t_gone: float | None = None  # when the process was seen gone
     log_tail: str | None = None  # the last lines of stdout.log once the process ended
     malformed: int = 0
     # curves
@@ -203,13 +204,15 @@ class RunModel:
             self.feed(ev)
 
     def _run_start(self, ev: dict, t: float) -> None:
+        if self.run_end is not None:
+            # resumed into the same run directory: a new part of the run begins
+            self.run_end, self.status, self.exit_code, self.log_tail = None, "running", None, None
         self.info = ev
         self.run_id = ev.get("run_id") or self.run_id
         self.profile = ev.get("profile") or self.profile
         self.total_steps = ev.get("total_steps")
         self.total_epochs = ev.get("total_epochs")
-        if self.status not in ENDED:
-            self.status = "running"
+        self.status = "running"
         self.t_last_activity = t
 
     def _phase(self, ev: dict, t: float) -> None:
@@ -250,7 +253,9 @@ class RunModel:
         if vl is not None and math.isfinite(vl) and (self.best_val is None or vl < self.best_val):
             self.best_val = vl
         # what the run looked like at this eval, for a line per eval and the overfitting check
-        rec = dict(ev, train_loss_ema=self.loss_ema, figures=self.figures(t))
+        rec = dict(
+            ev, train_loss_ema=self.loss_ema, best_val=self.best_val, figures=self.figures(t)
+        )
         self.evals.append(rec)
         self.n_evals += 1
 
@@ -348,8 +353,11 @@ class RunModel:
                 self.busy_hist.append((t, util, main_thread_cpu(proc)))
 
     def gpu_util(self) -> float | None:
-        """Mean utilisation over the GPUs, or None with no GPU."""
+        """Mean utilisation over the GPUs the trainer uses (all of them when that is
+        unknown), or None with no GPU."""
         devs = (self.gpu or {}).get("devices") or []
+        mine = [d for d in devs if (d.get("proc_mem_mib") or 0) > 0]
+        devs = mine or devs
         vals = [d["util_pct"] for d in devs if isinstance(d.get("util_pct"), int | float)]
         return sum(vals) / len(vals) if vals else None
 
@@ -371,7 +379,8 @@ class RunModel:
 
     def steps_per_epoch(self) -> int | None:
         if self.total_steps and self.total_epochs:
-            return max(1, self.total_steps // self.total_epochs)
+            # the core counts ceil(total / steps_per_epoch) epochs
+            return max(1, math.ceil(self.total_steps / self.total_epochs))
         return None
 
     def figures(self, now: float | None = None) -> dict:

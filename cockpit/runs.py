@@ -28,14 +28,14 @@ class RunRow:
     wall_s: float | None
 
 
+def is_run_dir(d: Path) -> bool:
+    return d.is_dir() and any((d / f).exists() for f in ("events.jsonl", "supervisor.json"))
+
+
 def run_dirs(logs: Path = LOGS) -> list[Path]:
     """Run directories, oldest first (names start with the start time)."""
     try:
-        return sorted(
-            d
-            for d in logs.iterdir()
-            if d.is_dir() and ((d / "events.jsonl").exists() or (d / "supervisor.json").exists())
-        )
+        return sorted(d for d in logs.iterdir() if is_run_dir(d))
     except OSError:
         return []
 
@@ -45,11 +45,12 @@ def resolve(arg: str | None, logs: Path = LOGS) -> Path | None:
     if arg in (None, "latest"):
         dirs = run_dirs(logs)
         return dirs[-1] if dirs else None
+    for p in (Path(arg), logs / arg):
+        if is_run_dir(p):
+            return p
     p = Path(arg)
-    if p.is_dir():
-        return p
-    if (logs / arg).is_dir():
-        return logs / arg
+    if p.is_dir() and not run_dirs(p):
+        return p  # a run directory whose trainer has not written anything yet: wait for it
     return None
 
 
@@ -71,6 +72,7 @@ def _scan_events(path: Path) -> dict:
             typ = d.get("type") if isinstance(d, dict) else None
             if typ == "run_start":
                 out["start"] = d
+                out.pop("end", None)  # resumed into the same directory: that end is history
             elif typ == "eval":
                 v = d.get("val_loss")
                 if isinstance(v, int | float) and math.isfinite(v):

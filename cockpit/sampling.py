@@ -391,7 +391,8 @@ class SystemSampler:
             total = sum(x[1] for x in d)
             if total > 0:  # else no tick has passed: keep the last figures
                 per = tuple(min(100.0, max(0.0, 100 * b / n)) if n > 0 else 0.0 for b, n in d)
-                self._cpu, self._prev = (100 * sum(x[0] for x in d) / total, per), cur
+                busy = min(100.0, max(0.0, 100 * sum(x[0] for x in d) / total))  # float noise
+                self._cpu, self._prev = (busy, per), cur
         except Exception:
             pass
         try:

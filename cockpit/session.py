@@ -23,10 +23,10 @@ import orjson
 from cockpit.ckwatch import CheckpointWatcher
 from cockpit.follow import EventsFollower
 from cockpit.gpu import GpuSampler
-from cockpit.health import Health, HealthConfig
+from cockpit.health import EXIT_CODE_WAIT_S, Health, HealthConfig
 from cockpit.runmodel import ENDED, RunModel
 from cockpit.sampling import ProcessSampler, SystemSampler
-from cockpit.supervisor import Trainer, log_tail
+from cockpit.supervisor import Trainer, announced, log_tail
 
 THREADS_EVERY_S = 10.0  # per-thread lists go to system.jsonl this often (the rest every sample)
 END_GRACE_S = 30.0
@@ -67,22 +67,27 @@ class Session:
     # --- history ---------------------------------------------------------------
 
     def replay(self) -> None:
-        """Everything the run wrote so far: system samples, then events."""
-        try:
-            with open(self.run_dir / "system.jsonl", "rb") as f:
-                for line in f:
-                    try:
-                        d = orjson.loads(line)
-                    except orjson.JSONDecodeError:
-                        continue  # a torn last line from a killed cockpit
-                    if isinstance(d, dict):
-                        self.model.feed_system(d)
-        except OSError:
-            pass
-        self.replayed_events = self._read_all()
-        if self.trainer is None and self.model.info.get("pid"):
-            # a run started without the supervisor: find it by the pid it announced
-            self.trainer = Trainer(self.run_dir, self.model.info["pid"], None, None)
+        """Everything the run wrote so far: events and system samples merged in time
+        order (a replayed eval shows the memory of its moment), in batches."""
+        m, n = self.model, 0
+        samples = _system_lines(self.run_dir / "system.jsonl")
+        pending = next(samples, None)
+        while True:
+            evs = self.follower.poll(POLL_BYTES)
+            for e in evs:
+                t = e.get("t") if isinstance(e.get("t"), int | float) else 0.0
+                while pending is not None and pending["t"] <= t:
+                    m.feed_system(pending)
+                    pending = next(samples, None)
+                m.feed(e)
+            n += len(evs)
+            if not self.follower.more:
+                break
+        while pending is not None:
+            m.feed_system(pending)
+            pending = next(samples, None)
+        self.replayed_events = n
+        self._find_trainer()
         self._check_process(time.time())
 
     # --- one tick --------------------------------------------------------------
@@ -92,13 +97,19 @@ class Session:
         m = self.model
         m.feed_all(self.follower.poll(POLL_BYTES))
         m.malformed = self.follower.malformed
-        if now >= self._next_sample:
+        sampled = now >= self._next_sample
+        if sampled:
             self._next_sample = now + self.sample_every_s
+            self._find_trainer()
             self._sample(now)
         if now >= self._next_ckpt:
             self._next_ckpt = now + self.ckpt_every_s
             m.set_checkpoints(self.ckpts.scan())
+        was_alive = m.proc_alive
         self._check_process(now)
+        if not sampled and m.proc_alive == was_alive:
+            self._collect_dump(now)
+            return  # the checks run at the sampling pace, and at once when the process ends
         for f in self.health.update(m, now):
             m.add_alert(f.level, f.code, f.message, "cockpit", f.detail, t=now)
             if f.code == "stall":
@@ -112,7 +123,22 @@ class Session:
             return False
         if self._ended_at is None:
             self._ended_at = now
-        return m.proc_alive is not True or now - self._ended_at > END_GRACE_S
+        if m.proc_alive is True:
+            return now - self._ended_at > END_GRACE_S
+        t = self.trainer
+        if m.exit_code is None and t is not None and t.proc is None:
+            # another cockpit launched it and writes its exit code once it reaped it
+            return now - self._ended_at > EXIT_CODE_WAIT_S
+        return True
+
+    def settle(self, timeout: float = 5.0) -> None:
+        """At the end: the last events, and checkpoint verdicts (hashing takes a moment)."""
+        deadline = time.time() + timeout
+        self.model.set_checkpoints(self.ckpts.scan())
+        while self.ckpts.pending() and time.time() < deadline:
+            time.sleep(0.05)
+            self.model.set_checkpoints(self.ckpts.scan())
+        self._read_all()
 
     def wait(self, timeout: float) -> None:
         self.follower.wait(timeout)
@@ -123,7 +149,7 @@ class Session:
         self.gpu_sampler.close()
         if self._record is not None:
             self._record.close()
-        if self._lock_fd is not None:
+        if self._lock_fd is not None and self._lock_fd >= 0:
             os.close(self._lock_fd)
 
     # --- pieces ----------------------------------------------------------------
@@ -139,6 +165,26 @@ class Session:
             if not self.follower.more:
                 return n
 
+    def _find_trainer(self) -> None:
+        """Who writes this run: the process in supervisor.json, or the one that
+        announced itself in the newest run_start (a run started as `python -m
+        core.train`, or resumed that way). A pid is trusted only if its process
+        started before it announced itself: a recycled pid is never sampled or
+        signalled."""
+        m, t = self.model, self.trainer
+        if t is not None and (t.proc is not None or m.info.get("pid") in (None, t.pid)):
+            return  # ours (we launched it), or already the newest run's
+        rs_pid = m.info.get("pid")
+        found = Trainer.find(self.run_dir)
+        if found is not None and rs_pid in (None, found.pid):
+            self.trainer = found
+        elif rs_pid is not None:
+            ct = announced(rs_pid, m.info.get("t"))
+            # -1: a create time no process has, so the trainer reads as gone
+            self.trainer = Trainer(self.run_dir, rs_pid, None, ct if ct is not None else -1.0)
+        if self.trainer is not t:
+            self.proc_sampler = None
+
     def _check_process(self, now: float) -> None:
         t, m = self.trainer, self.model
         if t is None:
@@ -147,10 +193,12 @@ class Session:
         if m.proc_alive is not False and not alive:
             # it just ended (or was already gone): read what it wrote last
             self._read_all()
-            m.exit_code = t.exit_code
+            m.t_gone = now
             if m.run_end is None:
                 m.log_tail = log_tail(self.run_dir, self.health.cfg.crash_log_lines)
                 m.status = "failed"
+        if not alive:
+            m.exit_code = t.exit_code  # may come later, from the cockpit that launched it
         m.proc_alive = alive
 
     def _sample(self, now: float) -> None:
@@ -158,7 +206,9 @@ class Session:
         d: dict = {"v": 1, "t": now, "type": "system"}
         if t is not None and m.proc_alive is not False:
             if self.proc_sampler is None:
-                self.proc_sampler = ProcessSampler(t.pid)
+                # USS (a page-table walk under the trainer's mmap lock) and the scan of
+                # every process for descendants are the costly readings: space them out
+                self.proc_sampler = ProcessSampler(t.pid, slow_every_s=10.0, tree_every_s=5.0)
             proc = self.proc_sampler.sample().to_dict()
             d["proc"] = proc
             pids = [p["pid"] for p in proc.get("procs") or []]
@@ -172,12 +222,17 @@ class Session:
                 d = dict(d, proc=_without_threads(d["proc"]))
             else:
                 self._last_threads = now
-            self._record.write(orjson.dumps(d) + b"\n")
-            self._record.flush()
+            try:
+                self._record.write(orjson.dumps(d) + b"\n")
+                self._record.flush()
+            except OSError as e:  # a full disk: stop recording, say so, keep watching
+                self._stop_recording(e, now)
 
     def _can_record(self) -> bool:
         if self._record is not None:
             return True
+        if self._lock_fd == -1:
+            return False
         if self._lock_fd is None:
             try:
                 self._lock_fd = os.open(self.run_dir / ".system.lock", os.O_RDWR | os.O_CREAT)
@@ -187,8 +242,26 @@ class Session:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             return False  # another cockpit records this run
-        self._record = open(self.run_dir / "system.jsonl", "ab")
+        try:
+            self._record = open(self.run_dir / "system.jsonl", "ab")
+        except OSError as e:
+            self._stop_recording(e, time.time())
+            return False
         return True
+
+    def _stop_recording(self, e: OSError, now: float) -> None:
+        try:
+            if self._record is not None:
+                self._record.close()
+        except OSError:
+            pass
+        self._record = None
+        if self._lock_fd is not None and self._lock_fd >= 0:
+            os.close(self._lock_fd)
+        self._lock_fd = -1  # never again: no retry loop on a full disk
+        self.model.add_alert(
+            "warn", "recording", f"stopped recording system.jsonl: {e}", "cockpit", t=now
+        )
 
     def _stacks(self) -> dict:
         try:
@@ -224,6 +297,22 @@ class Session:
         self.model.add_alert(
             "info", "stack_dump", f"stack dump after the stall: {path}", "cockpit", text, t=now
         )
+
+
+def _system_lines(path: Path):
+    """system.jsonl's samples, one at a time (a day of them is too many to hold)."""
+    try:
+        f = open(path, "rb")
+    except OSError:
+        return
+    with f:
+        for line in f:
+            try:
+                d = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue  # a torn last line from a killed cockpit
+            if isinstance(d, dict) and isinstance(d.get("t"), int | float):
+                yield d
 
 
 def _without_threads(proc: dict) -> dict:

@@ -28,13 +28,18 @@ LOGS = Path("logs")
 
 
 def new_run_dir(profile_name: str, logs: Path = LOGS) -> Path:
-    """logs/<YYYYmmdd-HHMMSS>-<profile>, with -2, -3 ... if that exists."""
+    """Create and claim logs/<YYYYmmdd-HHMMSS>-<profile> (-2, -3 ... if taken): two
+    cockpits started in the same second never share a directory."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    d, n = logs / f"{stamp}-{profile_name}", 1
-    while d.exists():
-        n += 1
-        d = logs / f"{stamp}-{profile_name}-{n}"
-    return d
+    logs.mkdir(parents=True, exist_ok=True)
+    n = 1
+    while True:
+        d = logs / (f"{stamp}-{profile_name}" + (f"-{n}" if n > 1 else ""))
+        try:
+            d.mkdir()
+            return d
+        except FileExistsError:
+            n += 1
 
 
 def trainer_command(profile: str, run_dir: Path, sets: list[str]) -> list[str]:
@@ -70,6 +75,22 @@ def pid_is(pid: int | None, create_time: float | None) -> bool:
         return create_time is None or abs(p.create_time() - create_time) < 0.5
     except (psutil.Error, OSError):
         return False
+
+
+def announced(pid, t_announced: float | None) -> float | None:
+    """The create_time of the process that wrote a run_start with this pid, or None when
+    that process is gone (a live process that started after the announcement only
+    inherited the pid)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return None
+    try:
+        p = psutil.Process(pid)
+        if p.status() == psutil.STATUS_ZOMBIE:
+            return None
+        ct = p.create_time()
+    except (psutil.Error, OSError):
+        return None
+    return ct if t_announced is None or ct <= t_announced + 1.0 else None
 
 
 def exit_code_of(returncode: int) -> int:
@@ -119,7 +140,10 @@ class Trainer:
         return None
 
     def _write_info(self, **extra) -> None:
-        info = read_info(self.run_dir) or {}
+        try:
+            info = read_info(self.run_dir) or {}
+        except OSError:
+            info = {}
         info.update(
             pid=self.pid,
             pgid=self.pgid,
@@ -130,7 +154,16 @@ class Trainer:
             exit_code=self.exit_code,
         )
         info.update(extra)
-        atomic_write_text(self.run_dir / "supervisor.json", json.dumps(info, indent=2) + "\n")
+        try:
+            atomic_write_text(self.run_dir / "supervisor.json", json.dumps(info, indent=2) + "\n")
+        except OSError:
+            pass  # a full disk must not take the cockpit down; the run goes on
+
+    def _exit_code_from_info(self) -> None:
+        # the cockpit that launched it writes the exit code once it has reaped it
+        info = read_info(self.run_dir) or {}
+        if info.get("pid") == self.pid and isinstance(info.get("exit_code"), int):
+            self.exit_code = info["exit_code"]
 
     def alive(self) -> bool:
         if self.proc is not None:
@@ -140,7 +173,10 @@ class Trainer:
                     self._write_info(ended=time.time())
                 return False
             return True
-        return pid_is(self.pid, self.create_time)
+        alive = pid_is(self.pid, self.create_time)
+        if not alive and self.exit_code is None:
+            self._exit_code_from_info()
+        return alive
 
     def signal(self, sig: int) -> bool:
         """Send `sig` to the trainer; False when it is already gone."""

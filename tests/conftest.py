@@ -135,11 +135,13 @@ class Output:
     def text(self) -> str:
         return "\n".join(self.lines)
 
-    def wait_for(self, needle: str, timeout: float = 60) -> str:
+    def wait_for(self, needle: str, timeout: float = 60, regex: bool = False) -> str:
+        import re
+
         t0 = time.time()
         while time.time() - t0 < timeout:
             for line in self.lines:
-                if needle in line:
+                if (re.search(needle, line) if regex else needle in line):
                     return line
             if self.proc.poll() is not None and not self._t.is_alive():
                 break

@@ -7,6 +7,7 @@ import json
 import os
 import pty
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from cockpit.supervisor import Trainer
 from tests.conftest import (
     ENDLESS_WALKS,
     REPO,
@@ -24,6 +26,7 @@ from tests.conftest import (
     events,
     sets,
     start_cockpit,
+    start_core,
 )
 
 pytestmark = pytest.mark.slow
@@ -41,11 +44,9 @@ def run_dirs(tmp_path):
 
     yield new
     for d in made:
-        try:
-            pid = json.loads((d / "supervisor.json").read_text())["pid"]
-            os.killpg(pid, signal.SIGKILL)
-        except (OSError, ValueError, KeyError):
-            pass
+        t = Trainer.find(d)
+        if t is not None and t.alive():  # checks the pid still is that trainer
+            t.kill_group()
 
 
 def trainer_pid(run_dir: Path, timeout: float = 30) -> int:
@@ -117,6 +118,15 @@ def test_headless_plain_lines_when_not_a_terminal(run_dirs):
     assert sysl and all(x["type"] == "system" and x["gpu"]["available"] is False for x in sysl)
     assert sysl[-1]["proc"]["root_pid"] == trainer_pid(d)
 
+    # a replay of the finished run tells the same story, memory included
+    w = cockpit("watch", str(d), "--headless")
+    assert w.returncode == 0, w.stdout
+    replayed = [x for x in w.stdout.splitlines() if x.startswith("eval  ")]
+    strip = lambda x: re.sub(r" · (ETA|RSS) [^·]*", "", x)  # noqa: E731
+    assert [strip(x) for x in replayed] == [strip(x) for x in eval_lines]
+    assert all(re.search(r" · RSS \d+ MiB · no GPU", x) for x in replayed)
+    assert "  status       completed (exit 0)" in w.stdout.splitlines()
+
 
 def test_headless_progress_bar_on_a_terminal(run_dirs):
     d = run_dirs("tty")
@@ -130,8 +140,10 @@ def test_headless_progress_bar_on_a_terminal(run_dirs):
         env=dict(os.environ, COLUMNS="150", LINES="40", TERM="xterm-256color"),
     )
     os.close(slave)
-    chunks = []
-    while True:
+    chunks, deadline = [], time.time() + 120
+    while time.time() < deadline:
+        if not select.select([master], [], [], 1.0)[0]:
+            continue
         try:
             b = os.read(master, 65536)
         except OSError:
@@ -139,7 +151,7 @@ def test_headless_progress_bar_on_a_terminal(run_dirs):
         if not b:
             break
         chunks.append(b)
-    rc = p.wait(60)
+    rc = p.wait(10)
     os.close(master)
     out = b"".join(chunks).decode("utf-8", "replace")
     assert rc == 0, out
@@ -196,18 +208,38 @@ def test_kill_9_on_the_cockpit_leaves_training_running_and_watch_reattaches(run_
     assert events(d)[-1]["type"] == "run_end"
 
 
+def test_watch_finds_a_trainer_started_without_the_cockpit(run_dirs):
+    d = run_dirs("direct")
+    core = start_core("--run-dir", str(d), *sets(*ENDLESS_WALKS))
+    try:
+        t0 = time.time()
+        while not d.is_dir() and time.time() - t0 < 60:
+            time.sleep(0.05)
+        w = start_cockpit("watch", str(d), "--headless", "--every", "1")  # maybe before any event
+        out = Output(w)
+        out.wait_for("eval  step 100/")
+        # found by the pid its run_start announced: sampled like one of ours
+        out.wait_for(r"^step \d+/1000000 .* · RSS \d+ MiB · no GPU$", timeout=30, regex=True)
+        core.send_signal(signal.SIGINT)
+        assert out.finish(60) == 130
+        assert "  status       interrupted" in out.text
+    finally:
+        core.kill()
+        core.wait()
+
+
 def test_a_stopped_trainer_raises_a_stall_with_a_stack_dump(run_dirs):
     d = run_dirs("stall")
     p = start_cockpit(
         "run", "--headless", "--run-dir", str(d), "--health", "stall_min_s=3",
-        *sets(*ENDLESS_WALKS),
+        *sets(*ENDLESS_WALKS, "train.heartbeat_s=0.5"),
     )  # fmt: skip
     out = Output(p)
     out.wait_for("eval  step 100/")
     pid = trainer_pid(d)
     os.kill(pid, signal.SIGSTOP)
-    line = out.wait_for("ALERT error stall:", timeout=30)
-    assert "the process is stopped" in line
+    line = out.wait_for("the process is stopped", timeout=30)
+    assert line.startswith("ALERT error stall: no step or heartbeat for ")
     time.sleep(0.5)
     os.kill(pid, signal.SIGCONT)  # the SIGUSR2 the cockpit sent is delivered now
     out.wait_for("ALERT info stack_dump:", timeout=30)

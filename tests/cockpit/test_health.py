@@ -190,3 +190,14 @@ def test_thresholds_override_by_name():
         HealthConfig.from_pairs(["stall_minimum=5"])
     with pytest.raises(ValueError, match="not a number"):
         HealthConfig.from_pairs(["stall_min_s=soon"])
+
+
+def test_a_pid_is_trusted_only_if_it_started_before_announcing_itself():
+    import os
+    import time
+
+    from cockpit.supervisor import announced
+
+    assert announced(os.getpid(), time.time()) is not None
+    assert announced(os.getpid(), time.time() - 10**6) is None  # a recycled pid
+    assert announced(2**22 + 12345, None) is None and announced("7", None) is None

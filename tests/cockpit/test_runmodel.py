@@ -105,3 +105,17 @@ def test_system_samples_feed_memory_and_gpu_state():
         )
     assert m.rss_mib.latest == 104.0 and len(m.rss_hist) == 5
     assert m.figures()["gpu_available"] is False and m.gpu_util() is None
+
+
+def test_a_resumed_run_is_running_again():
+    m = RunModel()
+    start = dict(
+        run_id="r", profile="p", pid=1, device="cpu", world_size=1, dtype="float32",
+        n_params=1, tokens_per_step=1, total_steps=100, total_epochs=1,
+    )  # fmt: skip
+    m.feed(ev(E.RunStart(**start, t=1.0)))
+    m.feed(step(10, 2.0, 2.0))
+    m.feed(ev(E.RunEnd(status="interrupted", step=10, reason="SIGINT", wall_s=1.0, t=3.0)))
+    assert m.status == "interrupted"
+    m.feed(ev(E.RunStart(**start | {"pid": 2}, t=10.0)))  # --resume auto, same directory
+    assert (m.status, m.run_end, m.info["pid"]) == ("running", None, 2)
