@@ -1,7 +1,7 @@
 """What watching costs: the trainer's tokens/s with the headless cockpit attached
 vs without, alternating in one run, and the cockpit's own CPU while it watches.
 
-    python bench/cockpit_overhead.py [--rounds 3] [--steps 400]
+    python bench/cockpit_overhead.py [--rounds 5] [--steps 300]
 
 Without: `python -m core.train` alone. With: `cockpit run --headless` (which
 launches the same command under the supervisor and samples it at 1 Hz). The
@@ -31,7 +31,7 @@ def sets(steps: int) -> list[str]:
     pairs = [
         "model.n_layer=2", "model.n_head=4", "model.n_embd=128", "data.context=64",
         "train.batch_size=32", f"train.max_steps={steps}", "train.epochs=null",
-        "eval.every_epoch=false", "eval.every_steps=100", "eval.val_batches=2",
+        "eval.every_epoch=false", "eval.every_steps=100", "eval.val_batches=2", "gate.metrics={}",
         "eval.patience=null", "gate.stop_on_pass=false", "checkpoint.every_epoch=false",
         "checkpoint.every_steps=200", "train.device=cpu",
     ]  # fmt: skip
@@ -80,8 +80,8 @@ def with_cockpit(steps: int, tmp: Path) -> tuple[float, float, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=300)
     args = ap.parse_args()
     bare, watched, shares = [], [], []
     with tempfile.TemporaryDirectory() as d:
