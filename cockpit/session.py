@@ -25,8 +25,9 @@ from cockpit.follow import EventsFollower
 from cockpit.gpu import GpuSampler
 from cockpit.health import EXIT_CODE_WAIT_S, Health, HealthConfig
 from cockpit.runmodel import ENDED, RunModel
-from cockpit.sampling import ProcessSampler, SystemSampler
+from cockpit.sampling import ProcessSampler
 from cockpit.supervisor import Trainer, announced, log_tail
+from cockpit.system import SystemSampler
 
 THREADS_EVERY_S = 10.0  # per-thread lists go to system.jsonl this often (the rest every sample)
 END_GRACE_S = 30.0

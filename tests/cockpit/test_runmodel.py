@@ -6,7 +6,8 @@ from __future__ import annotations
 import math
 import random
 
-from cockpit.runmodel import Curve, RunModel
+from cockpit.curve import Curve
+from cockpit.runmodel import RunModel
 from core import events as E
 
 

@@ -17,7 +17,8 @@ import pytest
 
 from cockpit import gpu as G
 from cockpit.gpu import GpuSampler
-from cockpit.sampling import ProcessSampler, SystemSampler
+from cockpit.sampling import ProcessSampler
+from cockpit.system import SystemSampler
 
 N_SLEEPERS = 4
 
