@@ -2,16 +2,22 @@
 vs without, alternating in one run, and the cockpit's own CPU while it watches.
 
     python bench/cockpit_overhead.py [--rounds 5] [--steps 300]
+    python bench/cockpit_overhead.py --windows 12 [--window-s 20]
 
 Without: `python -m core.train` alone. With: `cockpit run --headless` (which
 launches the same command under the supervisor and samples it at 1 Hz). The
 trainer's throughput is the median `tokens_per_s` of its step events after a
 warm-up; the cockpit's CPU is its user+system time over its wall time, read
 with psutil while it runs (its child, the trainer, is not counted).
+
+`--windows N` removes the run-to-run spread of this shared machine: one long
+trainer run, with `cockpit watch` attached in every other window of
+`--window-s` seconds, compared with the window before it.
 """
 
 import argparse
 import json
+import signal
 import statistics
 import subprocess
 import sys
@@ -78,11 +84,58 @@ def with_cockpit(steps: int, tmp: Path) -> tuple[float, float, float]:
     return tokens_per_s(rd), time.time() - t0, share
 
 
+def windows(n: int, window_s: float, tmp: Path) -> None:
+    """One long trainer run; a `cockpit watch` attached in every other window. The same
+    process, data and memory layout on both sides: only the watching differs."""
+    rd = tmp / "windows"
+    cmd = [sys.executable, "-m", "core.train", "--run-dir", str(rd), *sets(10**6)]
+    core = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    while not (rd / "events.jsonl").exists() or b'"step"' not in (rd / "events.jsonl").read_bytes():
+        time.sleep(0.5)
+    time.sleep(5)  # past the first steps
+    spans = []
+    for k in range(n):
+        watcher = None
+        if k % 2:
+            watcher = subprocess.Popen(
+                [sys.executable, "-m", "cockpit.cli", "watch", str(rd), "--headless"],
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+            )
+            time.sleep(3)  # its start-up and history replay are not the steady state
+        t0 = time.time()
+        time.sleep(window_s)
+        spans.append((watcher is not None, t0, time.time()))
+        if watcher is not None:
+            watcher.send_signal(signal.SIGINT)  # detach
+            watcher.wait()
+    core.send_signal(signal.SIGINT)
+    core.wait()
+    evs = [json.loads(x) for x in (rd / "events.jsonl").read_text().splitlines()]
+    steps = [(e["t"], e["tokens_per_s"]) for e in evs if e["type"] == "step"]
+    med = [statistics.median(v for t, v in steps if t0 <= t < t1) for _, t0, t1 in spans]
+    ratios = [b / a for a, b in zip(med[0::2], med[1::2], strict=False)]
+    for a, b in zip(med[0::2], med[1::2], strict=False):
+        print(f"window pair: without {a:,.0f} tok/s   with cockpit watch {b:,.0f} tok/s")
+    print(
+        f"same run, {window_s:.0f} s windows: with / without = {statistics.median(ratios):.3f} "
+        f"(median of {len(ratios)} pairs; range {min(ratios):.3f}-{max(ratios):.3f})"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument(
+        "--windows", type=int, default=0, help="instead: this many windows of one long run"
+    )
+    ap.add_argument("--window-s", type=float, default=20.0)
     args = ap.parse_args()
+    if args.windows:
+        with tempfile.TemporaryDirectory() as d:
+            windows(args.windows, args.window_s, Path(d))
+        return
     bare, watched, shares = [], [], []
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)

@@ -108,9 +108,9 @@ class Session:
             m.set_checkpoints(self.ckpts.scan())
         was_alive = m.proc_alive
         self._check_process(now)
-        if not sampled and m.proc_alive == was_alive:
+        if not sampled and m.proc_alive == was_alive and m.proc_alive is not False:
             self._collect_dump(now)
-            return  # the checks run at the sampling pace, and at once when the process ends
+            return  # the checks run at the sampling pace; every tick once the process is gone
         for f in self.health.update(m, now):
             m.add_alert(f.level, f.code, f.message, "cockpit", f.detail, t=now)
             if f.code == "stall":

@@ -141,7 +141,7 @@ class Output:
         t0 = time.time()
         while time.time() - t0 < timeout:
             for line in self.lines:
-                if (re.search(needle, line) if regex else needle in line):
+                if re.search(needle, line) if regex else needle in line:
                     return line
             if self.proc.poll() is not None and not self._t.is_alive():
                 break

@@ -255,12 +255,16 @@ def test_sigkill_on_the_trainer_is_a_crash_with_its_exit_code(run_dirs, tmp_path
     p = start_cockpit("run", "--headless", "--run-dir", str(d), *sets(*ENDLESS_WALKS))
     out = Output(p)
     out.wait_for("eval  step 100/")
+    w = Output(start_cockpit("watch", str(d), "--headless"))  # a second terminal, watching
+    w.wait_for("eval  step 100/")
     os.kill(trainer_pid(d), signal.SIGKILL)
     assert out.finish(60) == 137
-    assert (
-        "ALERT error crash: the trainer died without finishing the run (exit code 137)" in out.text
-    )
+    crash = "ALERT error crash: the trainer died without finishing the run (exit code 137)"
+    assert crash in out.text
     assert "  status       failed (exit 137)" in out.text
+    # the watcher learns the exit code from the launcher, through supervisor.json
+    assert w.finish(60) == 137
+    assert crash in w.text and "  status       failed (exit 137)" in w.text
     r = cockpit("runs", "--logs", str(tmp_path / "logs"))
     row = [x for x in r.stdout.splitlines() if x.startswith("crash ")]
     assert row and row[0].split()[2] == "failed", r.stdout
