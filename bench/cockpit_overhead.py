@@ -17,6 +17,7 @@ trainer run, with `cockpit watch` attached in every other window of
 
 import argparse
 import json
+import math
 import signal
 import statistics
 import subprocess
@@ -89,6 +90,8 @@ def windows(n: int, window_s: float, tmp: Path) -> None:
     process, data and memory layout on both sides: only the watching differs."""
     rd = tmp / "windows"
     cmd = [sys.executable, "-m", "core.train", "--run-dir", str(rd), *sets(10**6)]
+    # steps only: an eval (greedy walks) can outlast a window
+    cmd += ["--set", "eval.every_steps=1000000", "--set", "checkpoint.every_steps=1000000"]
     core = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     while not (rd / "events.jsonl").exists() or b'"step"' not in (rd / "events.jsonl").read_bytes():
         time.sleep(0.5)
@@ -109,11 +112,17 @@ def windows(n: int, window_s: float, tmp: Path) -> None:
         if watcher is not None:
             watcher.send_signal(signal.SIGINT)  # detach
             watcher.wait()
+    alive = core.poll() is None
     core.send_signal(signal.SIGINT)
     core.wait()
     evs = [json.loads(x) for x in (rd / "events.jsonl").read_text().splitlines()]
+    if not alive:
+        print(f"the trainer ended early: {evs[-1]}")
     steps = [(e["t"], e["tokens_per_s"]) for e in evs if e["type"] == "step"]
-    med = [statistics.median(v for t, v in steps if t0 <= t < t1) for _, t0, t1 in spans]
+    med = [
+        statistics.median([v for t, v in steps if t0 <= t < t1] or [math.nan])
+        for _, t0, t1 in spans
+    ]
     ratios = [b / a for a, b in zip(med[0::2], med[1::2], strict=False)]
     for a, b in zip(med[0::2], med[1::2], strict=False):
         print(f"window pair: without {a:,.0f} tok/s   with cockpit watch {b:,.0f} tok/s")
