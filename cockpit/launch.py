@@ -53,21 +53,30 @@ class _Interrupts:
         return new
 
 
-def _loop(session: Session, printer: HeadlessPrinter, on_ctrl_c) -> None:
+def _follow(session: Session, printer: HeadlessPrinter, on_ctrl_c) -> int | None:
+    """Replay, then follow until the run ends (the exit code) or the user detaches (None)."""
     intr = _Interrupts()
     intr.install()
-    session.replay()
-    printer.update()
-    while True:
-        t0 = time.time()
-        session.tick(t0)
-        printer.update(t0)
-        for t in intr.take():
-            if on_ctrl_c(t) == "detach":
-                return
-        if session.done():
-            return
-        time.sleep(max(0.0, t0 + TICK_S - time.time()))
+    try:
+        session.replay()
+        printer.update()
+        while not session.done():
+            t0 = time.time()
+            session.tick(t0)
+            printer.update(t0)
+            if any(on_ctrl_c(t) == "detach" for t in intr.take()):
+                return None
+            time.sleep(max(0.0, t0 + TICK_S - time.time()))
+        if session.trainer is not None:
+            session.trainer.wait(10)  # ours: reap it, for its exit code
+        session.tick()
+        session.settle()
+        printer.finish()
+    finally:
+        printer.close()
+        session.close()
+    m = session.model
+    return m.exit_code if m.exit_code is not None else status_code(m.status)
 
 
 # -----------------------------------------------------------------------------
@@ -111,16 +120,7 @@ def cmd_run(args) -> int:
         last_press[0] = t
         return "stay"
 
-    try:
-        _loop(session, printer, on_ctrl_c)
-        trainer.wait(10)
-        session.settle()
-        printer.finish()
-    finally:
-        printer.close()
-        session.close()
-    m = session.model
-    return trainer.exit_code if trainer.exit_code is not None else status_code(m.status)
+    return _follow(session, printer, on_ctrl_c)
 
 
 def cmd_watch(args) -> int:
@@ -141,24 +141,13 @@ def cmd_watch(args) -> int:
     printer.say(f"cockpit: watching {run_dir}")
     if not (run_dir / "events.jsonl").exists():
         printer.say("cockpit: no events.jsonl yet; waiting for the trainer to write it")
-    detached = [False]
 
     def on_ctrl_c(t: float) -> str:
-        detached[0] = True
         printer.say(f"cockpit: detached; the run goes on (re-attach: cockpit watch {run_dir})")
         return "detach"
 
-    try:
-        _loop(session, printer, on_ctrl_c)
-        if detached[0]:
-            return 130
-        session.settle()
-        printer.finish()
-    finally:
-        printer.close()
-        session.close()
-    m = session.model
-    return m.exit_code if m.exit_code is not None else status_code(m.status)
+    code = _follow(session, printer, on_ctrl_c)
+    return 130 if code is None else code
 
 
 def cmd_runs(args) -> int:
