@@ -58,7 +58,9 @@ class GPT(nn.Module):
 
 def main():
     ap = argparse.ArgumentParser()
-    for k, v in dict(steps=30, n_layer=4, n_head=4, n_embd=256, context=256, batch=16, vocab=8192, lr=3e-4).items():
+    for k, v in dict(
+        steps=30, n_layer=4, n_head=4, n_embd=256, context=256, batch=16, vocab=8192, lr=3e-4
+    ).items():
         ap.add_argument(f"--{k}", type=type(v), default=v)
     a = ap.parse_args()
     torch.manual_seed(0)

@@ -30,7 +30,9 @@ def main():
     docs = [d for f in files for d in read_documents(f, p.data.text_column)]
     tok, _ = load_tokenizer(p.tokenizer, lambda: docs)
     mb = sum(len(d) for d in docs) / 1e6
-    print(f"corpus: {len(docs)} documents, {mb:.1f} MB (characters) from {len(files)} parquet shards")
+    print(
+        f"corpus: {len(docs)} documents, {mb:.1f} MB (characters) from {len(files)} parquet shards"
+    )
     for r in range(2):
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
@@ -41,8 +43,10 @@ def main():
         t0 = time.perf_counter()
         pre.encode_batch_fast(docs, add_special_tokens=False)
         dp = time.perf_counter() - t0
-        print(f"round {r + 1}: core tokenize_to_cache {mb / dt:.2f} MB/s ({dt:.1f} s, shards written); "
-              f"pre-tokenizer regex alone {mb / dp:.2f} MB/s")
+        print(
+            f"round {r + 1}: core tokenize_to_cache {mb / dt:.2f} MB/s ({dt:.1f} s, shards written); "
+            f"pre-tokenizer regex alone {mb / dp:.2f} MB/s"
+        )
 
 
 if __name__ == "__main__":

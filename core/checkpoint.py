@@ -18,7 +18,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-
 CKPT_RE = re.compile(r"^step-(\d{7})\.pt$")
 TMP_RE = re.compile(r"^\.(step-\d{7}\.(pt|json)|latest)\.tmp-(\d+)$")
 LATEST = "latest"
