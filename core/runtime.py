@@ -97,7 +97,7 @@ def peak_flops(device: torch.device, dtype: torch.dtype) -> tuple[float, str]:
         best = min(best, time.perf_counter() - t0)
     threads = torch.get_num_threads()
     return (
-        2 * n** 3 / best,
+        2 * n**3 / best,
         f"measured: fastest 1024x1024 {str(dtype).removeprefix('torch.')} matmul on {threads} threads",
     )
 
