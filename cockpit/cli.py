@@ -3,6 +3,7 @@
 cockpit run      [--profile P] [--headless] [--yes] [--set k=v] [--health k=v]   exit code: the trainer's
 cockpit watch    [RUN_DIR|latest] [--headless]    attach to a live run or replay a finished one
 cockpit runs                                      every run under logs/ with its status
+cockpit preflight [--profile P] [--checklist C] --yes [--json]   exit 0 ok, 1 a FAIL, 2 bad input
 cockpit verify   RUN_DIR|CHECKPOINT     exit 0 valid, 1 invalid (with the reason)
 cockpit validate PROFILE [--set k=v]    exit 0 valid, 2 with every problem listed
 """
@@ -98,6 +99,12 @@ def _launch():
     return launch
 
 
+def _preflight():
+    from cockpit import preflight
+
+    return preflight
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
         prog="cockpit", description="A terminal cockpit for language-model training runs."
@@ -140,6 +147,13 @@ def main(argv=None) -> int:
     w.add_argument("run", nargs="?", default="latest", help="run directory, run id, or latest")
     display_opts(w)
     w.set_defaults(fn=lambda a: _launch().cmd_watch(a))
+    pf = sub.add_parser("preflight", help="run the pre-flight checklist for a profile")
+    pf.add_argument("--profile", default="demo-walks", help="profile name or path")
+    pf.add_argument("--checklist", help="checklist name or path (default: the profile's)")
+    pf.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    pf.add_argument("--yes", action="store_true", help="ask nothing; print the results")
+    pf.add_argument("--json", action="store_true", help="print one JSON object")
+    pf.set_defaults(fn=lambda a: _preflight().cmd_preflight(a))
     rs = sub.add_parser("runs", help="list the runs under logs/ with their status")
     rs.add_argument("--logs", default="logs", help="where the run directories are (default logs)")
     rs.set_defaults(fn=lambda a: _launch().cmd_runs(a))

@@ -35,12 +35,12 @@ class Problem:
 
 
 class ProfileError(Exception):
-    """Every problem found in one profile, reported together."""
+    """Every problem found in one profile (or checklist), reported together."""
 
-    def __init__(self, problems: list[Problem]):
+    def __init__(self, problems: list[Problem], what: str = "profile"):
         self.problems = problems
         n = len(problems)
-        head = f"{n} problem{'s' if n != 1 else ''} in profile {problems[0].file}:"
+        head = f"{n} problem{'s' if n != 1 else ''} in {what} {problems[0].file}:"
         super().__init__("\n".join([head] + [f"  {p}" for p in problems]))
 
 
@@ -53,6 +53,11 @@ def _line_map(node: yaml.Node, prefix: str, lines: dict[str, int]) -> None:
         for k, v in node.value:
             key = f"{prefix}.{k.value}" if prefix else str(k.value)
             lines[key] = k.start_mark.line + 1
+            _line_map(v, key, lines)
+    elif isinstance(node, yaml.SequenceNode):  # list items: steps[2].check
+        for i, v in enumerate(node.value):
+            key = f"{prefix}[{i}]"
+            lines[key] = v.start_mark.line + 1
             _line_map(v, key, lines)
 
 
@@ -96,6 +101,8 @@ def _type_name(tp: Any) -> str:
 
 def _coerce(value: Any, tp: Any, key: str, err) -> Any:
     """Value converted to type `tp`, or an error reported and None returned."""
+    if tp is Any:
+        return value  # free-form (a checklist step's parameters): its kind checks it
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)

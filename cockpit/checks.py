@@ -1,0 +1,159 @@
+"""The built-in kinds a checklist step can `check`, and the shell `run` step.
+
+Each kind fills a StepResult (status, message, figures, findings) from the
+profile and what earlier steps found (`ctx.figures[step_id]`). A kind declares
+its parameters and the figures its `warn`/`fail` thresholds may name, so a
+checklist is validated before anything runs.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.config import Profile
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Context:
+    profile: Profile
+    logs: Path = Path("logs")  # where the run directory will be
+    figures: dict = field(default_factory=dict)  # step id -> that step's figures
+
+
+@dataclass(frozen=True)
+class Kind:
+    fn: Callable
+    params: tuple[str, ...] = ()
+    figures: tuple[str, ...] = ()  # what warn/fail thresholds may name
+
+
+def _threshold(spec, r, figure: str, value: float, below: bool, what: str) -> None:
+    """Apply `fail`, then `warn`, for a figure that is bad when below (or above) its bar."""
+    for level, bars in (("FAIL", spec.fail), ("WARN", spec.warn)):
+        bar = bars.get(figure)
+        if bar is not None and (value < bar if below else value > bar):
+            r.status = level
+            r.message = f"{what} ({figure} {value:,.4g} {'<' if below else '>'} {bar:,.4g})"
+            return
+
+
+# -----------------------------------------------------------------------------
+# gpu: NVML devices; no GPU is fine for a CPU profile
+
+
+def check_gpu(spec, ctx: Context, r, progress) -> None:
+    from cockpit.gpu import GpuSampler
+
+    g = GpuSampler()
+    snap = g.sample()
+    g.close()
+    device = ctx.profile.train.device
+    if not snap.available:
+        r.figures = {"devices": 0, "reason": snap.reason}
+        if device == "cuda":
+            r.status = "FAIL"
+            r.message = (
+                f"the profile asks for train.device=cuda, but there is no GPU: {snap.reason}"
+            )
+        else:
+            r.status = "PASS"
+            r.message = f"no GPU ({snap.reason}): the profile runs on CPU"
+        return
+    free = [(d.mem_total_mib or 0) - (d.mem_used_mib or 0) for d in snap.devices if d.mem_total_mib]
+    r.figures = {
+        "devices": len(snap.devices),
+        "driver": snap.driver,
+        "names": [d.name for d in snap.devices],
+        "free_mib": free,
+    }
+    r.status = "PASS"
+    r.message = f"{len(snap.devices)} GPU(s), driver {snap.driver}; free MiB: " + ", ".join(
+        f"{f:,.0f}" for f in free
+    )
+    if free:
+        _threshold(spec, r, "free_mib", min(free), True, "too little free GPU memory")
+
+
+# -----------------------------------------------------------------------------
+# disk: room for the checkpoints the run keeps, and the data cache
+
+
+def checkpoint_bytes(p: Profile) -> int:
+    """Weights plus AdamW's two moments, fp32: 12 bytes a parameter (and a little)."""
+    from cockpit.cli import _param_counts
+
+    total, _, _ = _param_counts(p)
+    return 12 * total + (1 << 20)
+
+
+def check_disk(spec, ctx: Context, r, progress) -> None:
+    p = ctx.profile
+    where = ctx.logs if ctx.logs.exists() else Path(".")
+    free = shutil.disk_usage(where).free
+    ckpt = checkpoint_bytes(p)
+    cache = 0
+    if p.data.source == "files":
+        from core.data import expand_paths
+
+        # token caches hold at most ~1 uint16/uint32 per byte of text: the text's size bounds them
+        cache = sum(f.stat().st_size for f in expand_paths(list(p.data.paths)))
+    keep = int(spec.params.get("extra_checkpoints", 3))
+    need = (p.checkpoint.keep_last + keep) * ckpt + cache
+    mib = 2**20
+    r.figures = {
+        "free_mib": round(free / mib, 1),
+        "need_mib": round(need / mib, 1),
+        "checkpoint_mib": round(ckpt / mib, 1),
+        "cache_mib": round(cache / mib, 1),
+        "headroom": round(free / need, 2) if need else None,
+    }
+    if free < need:
+        r.status = "FAIL"
+        r.message = (
+            f"{free / mib:,.0f} MiB free under {where.resolve()}, the run needs "
+            f"{need / mib:,.0f} MiB ({p.checkpoint.keep_last} + {keep} checkpoints of "
+            f"{ckpt / mib:,.1f} MiB, plus the data cache); free space or lower checkpoint.keep_last"
+        )
+        return
+    r.status = "PASS"
+    r.message = f"{free / mib:,.0f} MiB free, {need / mib:,.0f} MiB needed"
+    _threshold(spec, r, "headroom", free / need, True, "little room beyond what the run needs")
+
+
+# -----------------------------------------------------------------------------
+# run: a shell command of the user's own
+
+
+def run_command(spec, ctx: Context, r, progress) -> None:
+    timeout = float(spec.params.get("timeout_s", 600))
+    try:
+        p = subprocess.run(
+            spec.run, shell=True, cwd=REPO, capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        r.status, r.message = "FAIL", f"`{spec.run}` still running after {timeout:.0f} s"
+        return
+    out = (p.stdout + p.stderr).strip().splitlines()
+    r.figures = {"exit_code": p.returncode}
+    r.status = "PASS" if p.returncode == 0 else "FAIL"
+    tail = " | ".join(out[-3:])
+    r.message = f"`{spec.run}` exited {p.returncode}" + (f": {tail}" if tail else "")
+
+
+KINDS: dict[str, Kind] = {
+    "disk": Kind(check_disk, params=("extra_checkpoints",), figures=("headroom",)),
+    "gpu": Kind(check_gpu, figures=("free_mib",)),
+}
+
+
+def run_step(spec, ctx: Context, r, progress) -> None:
+    if spec.run is not None:
+        run_command(spec, ctx, r, progress)
+    else:
+        KINDS[spec.check].fn(spec, ctx, r, progress)

@@ -1,0 +1,116 @@
+"""The checklist engine: YAML validated like a profile, steps run in order,
+the first FAIL stops the rest, and `cockpit preflight --yes/--json`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cockpit.checklist import CHECKLISTS_DIR, load_checklist, run_checklist
+from cockpit.checks import Context
+from core.config import load_profile
+from core.yamlmap import ProfileError
+from tests.conftest import cockpit
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize("path", sorted(CHECKLISTS_DIR.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_checklist_loads(path):
+    cl = load_checklist(str(path))
+    assert cl.steps and all(s.id and s.title for s in cl.steps)
+
+
+def test_every_problem_reported_with_its_line(tmp_path):
+    p = write(
+        tmp_path,
+        """name: bad
+steps:
+  - id: a
+    title: A
+    check: dsik
+  - id: a
+    title: again
+    run: "true"
+  - id: c
+    title: both
+    check: gpu
+    run: "true"
+  - id: d
+    title: D
+    check: disk
+    warn: {roominess: 2}
+""",
+    )
+    with pytest.raises(ProfileError) as e:
+        load_checklist(str(p))
+    msg = str(e.value)
+    assert msg.startswith(f"4 problems in checklist {p}:")
+    assert f"{p}:5: steps[0].check: unknown kind `dsik`" in msg and "did you mean 'disk'?" in msg
+    assert f"{p}:6: steps[1].id: `a` is used by an earlier step" in msg
+    assert f"{p}:9: steps[2]: give a step exactly one of `check`" in msg
+    assert (
+        f"{p}:16: steps[3].warn.roominess: `disk` has no warn `roominess` (known: headroom)" in msg
+    )
+
+
+def test_first_fail_stops_the_rest(tmp_path):
+    p = write(
+        tmp_path,
+        """name: t
+steps:
+  - {id: ok, title: fine, run: "echo all good"}
+  - {id: bad, title: breaks, run: "echo broken >&2; exit 3"}
+  - {id: later, title: never, run: "touch should-not-exist"}
+""",
+    )
+    seen = []
+    results = run_checklist(
+        load_checklist(str(p)),
+        Context(load_profile("demo-walks")),
+        lambda r: seen.append((r.id, r.status)),
+    )
+    assert [(r.id, r.status) for r in results] == [
+        ("ok", "PASS"),
+        ("bad", "FAIL"),
+        ("later", "SKIP"),
+    ]
+    assert results[1].message == "`echo broken >&2; exit 3` exited 3: broken"
+    assert results[2].message == "not run: step `bad` failed"
+    assert seen == [  # a display sees each step start and end
+        ("ok", "RUNNING"),
+        ("ok", "PASS"),
+        ("bad", "RUNNING"),
+        ("bad", "FAIL"),
+        ("later", "SKIP"),
+    ]
+    assert not Path("should-not-exist").exists()
+
+
+def test_preflight_json_and_exit_codes(tmp_path):
+    r = cockpit("preflight", "--profile", "demo-walks", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["profile"] == "demo-walks" and out["status"] == "PASS"
+    disk, gpu = out["steps"]
+    assert set(disk) == {"id", "title", "status", "message", "figures", "findings"}
+    assert disk["figures"]["free_mib"] > disk["figures"]["need_mib"] > 0
+    # this machine has no GPU: fine for a CPU profile, a FAIL for one that asks for CUDA
+    assert gpu["status"] == "PASS" and gpu["message"].startswith("no GPU (")
+    r = cockpit("preflight", "--json", "--set", "train.device=cuda")
+    assert r.returncode == 1
+    gpu = json.loads(r.stdout)["steps"][1]
+    assert gpu["status"] == "FAIL" and "train.device=cuda, but there is no GPU" in gpu["message"]
+    # a run that would keep more checkpoints than the disk holds
+    r = cockpit("preflight", "--yes", "--set", "checkpoint.keep_last=100000000")
+    assert r.returncode == 1 and "fix for disk: free space" in r.stdout
+    bad = write(tmp_path, "name: x\nsteps: []\n")
+    r = cockpit("preflight", "--yes", "--checklist", str(bad))
+    assert r.returncode == 2 and "steps: a checklist needs at least one step" in r.stderr
+    assert "Traceback" not in r.stderr
