@@ -44,6 +44,96 @@ def _threshold(spec, r, figure: str, value: float, below: bool, what: str) -> No
 
 
 # -----------------------------------------------------------------------------
+# dataset: shards found, readable, text present, big enough (seed 003_ step 1)
+
+
+def _records(path: Path) -> int | None:
+    """How many records a file holds, empty ones included (None: not knowable cheaply)."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    if path.suffix == ".jsonl":
+        with open(path, "rb") as f:
+            return sum(1 for line in f if line.strip())
+    return 1
+
+
+def check_dataset(spec, ctx: Context, r, progress) -> None:
+    import hashlib
+
+    from core.data import ensure_files, read_documents
+    from core.errors import DataError
+
+    p = ctx.profile
+    if p.data.source != "files":
+        r.status = "SKIP"
+        r.message = f"data.source is {p.data.source}: made on the fly, nothing on disk to check"
+        return
+    try:
+        files = ensure_files(p.data)  # writes the built-in corpus when data.generate asks for it
+    except DataError as e:
+        r.status, r.message = "FAIL", str(e)
+        return
+    total_bytes = sum(f.stat().st_size for f in files)
+    docs = empty = dups = text_bytes = 0
+    seen: set[bytes] = set()
+    done = 0
+    for f in files:
+        try:
+            n = 0
+            for doc in read_documents(f, p.data.text_column):
+                n += 1
+                b = doc.encode("utf-8", "replace")
+                text_bytes += len(b)
+                key = hashlib.blake2b(b, digest_size=16).digest()
+                dups += key in seen
+                seen.add(key)
+            records = _records(f)
+        except (DataError, OSError) as e:  # a corrupt shard is named, never skipped
+            r.status, r.message = "FAIL", str(e)
+            r.findings = [
+                {"file": str(f), "line": None, "kind": "unreadable", "preview": str(e)[:100]}
+            ]
+            return
+        docs += n
+        empty += max(0, (records or n) - n)
+        done += f.stat().st_size
+        progress(done, total_bytes)
+    context = p.data.context
+    batch_tokens = p.train.batch_size * p.train.grad_accum * context
+    est_tokens = text_bytes / 4  # a conservative 4 bytes a token until compression is measured
+    r.figures = {
+        "files": len(files),
+        "documents": docs,
+        "bytes": text_bytes,
+        "empty_share": round(empty / max(1, docs + empty), 4),
+        "duplicate_share": round(dups / max(1, docs), 4),
+    }
+    r.status = "PASS"
+    r.message = f"{len(files)} file(s), {docs:,} documents, {text_bytes / 2**20:,.1f} MiB of text"
+    min_bytes = spec.fail.get("bytes", 1_000_000)
+    if text_bytes < min_bytes:
+        r.status = "FAIL"
+        r.message = (
+            f"only {text_bytes:,} bytes of text in {len(files)} file(s); at least {min_bytes:,.0f} "
+            "are needed (seed 003_): add data to data.paths"
+        )
+    elif est_tokens < batch_tokens:
+        r.status = "FAIL"
+        r.message = (
+            f"~{est_tokens:,.0f} tokens, fewer than one batch ({batch_tokens:,} = batch_size x "
+            "grad_accum x context): add data or lower train.batch_size"
+        )
+    else:
+        _threshold(spec, r, "empty_share", r.figures["empty_share"], False, "many empty documents")
+        if r.status == "PASS":
+            _threshold(
+                spec, r, "duplicate_share", r.figures["duplicate_share"], False, "many duplicates"
+            )
+
+
+# -----------------------------------------------------------------------------
 # gpu: NVML devices; no GPU is fine for a CPU profile
 
 
@@ -147,6 +237,7 @@ def run_command(spec, ctx: Context, r, progress) -> None:
 
 
 KINDS: dict[str, Kind] = {
+    "dataset": Kind(check_dataset, figures=("bytes", "empty_share", "duplicate_share")),
     "disk": Kind(check_disk, params=("extra_checkpoints",), figures=("headroom",)),
     "gpu": Kind(check_gpu, figures=("free_mib",)),
 }

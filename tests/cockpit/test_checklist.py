@@ -98,14 +98,15 @@ def test_preflight_json_and_exit_codes(tmp_path):
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["profile"] == "demo-walks" and out["status"] == "PASS"
-    disk, gpu = out["steps"]
+    dataset, disk, gpu = out["steps"]
+    assert dataset["status"] == "SKIP" and "walks: made on the fly" in dataset["message"]
     assert set(disk) == {"id", "title", "status", "message", "figures", "findings"}
     assert disk["figures"]["free_mib"] > disk["figures"]["need_mib"] > 0
     # this machine has no GPU: fine for a CPU profile, a FAIL for one that asks for CUDA
     assert gpu["status"] == "PASS" and gpu["message"].startswith("no GPU (")
     r = cockpit("preflight", "--json", "--set", "train.device=cuda")
     assert r.returncode == 1
-    gpu = json.loads(r.stdout)["steps"][1]
+    gpu = json.loads(r.stdout)["steps"][2]
     assert gpu["status"] == "FAIL" and "train.device=cuda, but there is no GPU" in gpu["message"]
     # a run that would keep more checkpoints than the disk holds
     r = cockpit("preflight", "--yes", "--set", "checkpoint.keep_last=100000000")
@@ -114,3 +115,40 @@ def test_preflight_json_and_exit_codes(tmp_path):
     r = cockpit("preflight", "--yes", "--checklist", str(bad))
     assert r.returncode == 2 and "steps: a checklist needs at least one step" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def dataset_result(tmp_path, *paths: Path):
+    p = write(
+        tmp_path,
+        "name: d\nsteps:\n  - {id: dataset, title: data, check: dataset, fail: {bytes: 1000000}}\n",
+    )
+    prof = load_profile(
+        "tiny-text", [f"data.paths={[str(x) for x in paths]}", "data.generate=null"]
+    )
+    (r,) = run_checklist(load_checklist(str(p)), Context(prof))
+    return r
+
+
+def test_dataset_passes_on_real_shards_and_counts_what_is_there(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    docs = [f"def f{i}():\n    return {i}\n" * 200 for i in range(300)]  # ~1.3 MB of text
+    pq.write_table(pa.table({"text": docs + ["", docs[0]]}), tmp_path / "a.parquet")
+    r = dataset_result(tmp_path, tmp_path / "a.parquet")
+    assert r.status == "PASS", r.message
+    assert r.figures["files"] == 1 and r.figures["documents"] == 301
+    assert r.figures["empty_share"] == round(1 / 302, 4)
+    assert r.figures["duplicate_share"] == round(1 / 301, 4)
+
+
+def test_dataset_fails_on_too_little_text_and_on_a_corrupt_shard(tmp_path):
+    small = tmp_path / "small.txt"
+    small.write_text("hello world\n" * 1000)
+    r = dataset_result(tmp_path, small)
+    assert r.status == "FAIL" and r.message.startswith("only 12,000 bytes of text in 1 file(s)")
+    bad = tmp_path / "shard-0001.parquet"
+    bad.write_bytes(b"PAR1" + bytes(range(256)) * 40)  # random bytes with a parquet name
+    r = dataset_result(tmp_path, small, bad)
+    assert r.status == "FAIL" and r.message.startswith(f"{bad}: not a readable parquet file")
+    assert r.findings[0]["file"] == str(bad)
