@@ -134,6 +134,105 @@ def check_dataset(spec, ctx: Context, r, progress) -> None:
 
 
 # -----------------------------------------------------------------------------
+# tokenizer and compression (seed 003_ steps 3 and 4)
+
+ROUND_TRIP = [
+    "naïve café – 日本語のテキスト 🚀 ∑x²",
+    "0123456789 3.14159 -42 1e-4 0xFF 2026-11-21",
+    "\tindented\n\n    four spaces\r\n  trailing  \n",
+]
+
+
+def _tokenizer(ctx: Context):
+    """The profile's tokenizer, or None when it does not exist yet."""
+    from tokenizers import Tokenizer
+
+    path = Path(ctx.profile.tokenizer.path or "")
+    if not ctx.profile.tokenizer.path or not path.exists():
+        return None
+    return Tokenizer.from_file(str(path))
+
+
+def check_tokenizer(spec, ctx: Context, r, progress) -> None:
+    p = ctx.profile
+    if p.data.source != "files":
+        r.status, r.message = "SKIP", f"data.source is {p.data.source}: node ids are the tokens"
+        return
+    try:
+        tok = _tokenizer(ctx)
+    except Exception as e:
+        r.status = "FAIL"
+        r.message = f"{p.tokenizer.path}: not a valid HF tokenizers tokenizer.json ({e})"
+        return
+    if tok is None:
+        if p.tokenizer.train_if_missing:
+            r.status = "WARN"
+            r.message = (
+                f"{p.tokenizer.path} does not exist yet: the run trains a {p.tokenizer.vocab_size}-"
+                "token BPE on the data first (tokenizer.train_if_missing)"
+            )
+        else:
+            r.status = "FAIL"
+            r.message = f"{p.tokenizer.path}: no such file, and tokenizer.train_if_missing is false"
+        return
+    vocab = tok.get_vocab_size()
+    bad = [s for s in ROUND_TRIP if tok.decode(tok.encode(s).ids) != s]
+    r.figures = {"vocab_size": vocab, "round_trip_failures": len(bad)}
+    if vocab != p.tokenizer.vocab_size:
+        r.status = "FAIL"
+        r.message = (
+            f"{p.tokenizer.path} has {vocab} tokens, the profile says tokenizer.vocab_size "
+            f"{p.tokenizer.vocab_size}: set it to {vocab}, or retrain the tokenizer"
+        )
+    elif bad:
+        r.status = "FAIL"
+        r.message = f"decode(encode(text)) changes {bad[0]!r}: the tokenizer loses text"
+    else:
+        r.status = "PASS"
+        r.message = (
+            f"{p.tokenizer.path}: {vocab} tokens, exact round trip on unicode, digits, whitespace"
+        )
+
+
+def check_compression(spec, ctx: Context, r, progress) -> None:
+    from core.data import ensure_files, read_documents
+
+    p = ctx.profile
+    tok = _tokenizer(ctx) if p.data.source == "files" else None
+    if tok is None:
+        r.status = "SKIP"
+        r.message = (
+            "no tokenizer to measure yet" if p.data.source == "files" else "walks: 1 token a node"
+        )
+        return
+    budget = int(spec.params.get("sample_bytes", 1 << 20))
+    docs, n = [], 0
+    for f in ensure_files(p.data):
+        for d in read_documents(f, p.data.text_column):
+            docs.append(d)
+            n += len(d.encode("utf-8", "replace"))
+            if n >= budget:
+                break
+        if n >= budget:
+            break
+    tokens = sum(len(e.ids) for e in tok.encode_batch(docs))
+    bpt = n / max(1, tokens)
+    r.figures = {"bytes_per_token": round(bpt, 3), "sample_bytes": n, "sample_tokens": tokens}
+    r.status, r.message = "PASS", f"{bpt:.2f} bytes a token on a {n / 2**20:.1f} MiB sample"
+    for level, bars in (("FAIL", spec.fail), ("WARN", spec.warn)):
+        lo, hi = bars.get("min_bytes_per_token"), bars.get("max_bytes_per_token")
+        if lo is not None and bpt < lo:
+            why = "it compresses poorly: retrain it with more of this kind of text"
+        elif hi is not None and bpt > hi:
+            why = "it may be undertrained, or its vocabulary too large for this data"
+        else:
+            continue
+        r.status = level
+        r.message = f"{bpt:.2f} bytes a token, outside {lo or 0:g}-{hi or 'inf'}: {why}"
+        break
+
+
+# -----------------------------------------------------------------------------
 # gpu: NVML devices; no GPU is fine for a CPU profile
 
 
@@ -238,6 +337,12 @@ def run_command(spec, ctx: Context, r, progress) -> None:
 
 KINDS: dict[str, Kind] = {
     "dataset": Kind(check_dataset, figures=("bytes", "empty_share", "duplicate_share")),
+    "tokenizer": Kind(check_tokenizer),
+    "compression": Kind(
+        check_compression,
+        params=("sample_bytes",),
+        figures=("min_bytes_per_token", "max_bytes_per_token"),
+    ),
     "disk": Kind(check_disk, params=("extra_checkpoints",), figures=("headroom",)),
     "gpu": Kind(check_gpu, figures=("free_mib",)),
 }

@@ -98,15 +98,17 @@ def test_preflight_json_and_exit_codes(tmp_path):
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["profile"] == "demo-walks" and out["status"] == "PASS"
-    dataset, disk, gpu = out["steps"]
+    steps = {s["id"]: s for s in out["steps"]}
+    dataset, disk, gpu = steps["dataset"], steps["disk"], steps["gpu"]
     assert dataset["status"] == "SKIP" and "walks: made on the fly" in dataset["message"]
+    assert steps["tokenizer"]["status"] == steps["compression"]["status"] == "SKIP"
     assert set(disk) == {"id", "title", "status", "message", "figures", "findings"}
     assert disk["figures"]["free_mib"] > disk["figures"]["need_mib"] > 0
     # this machine has no GPU: fine for a CPU profile, a FAIL for one that asks for CUDA
     assert gpu["status"] == "PASS" and gpu["message"].startswith("no GPU (")
     r = cockpit("preflight", "--json", "--set", "train.device=cuda")
     assert r.returncode == 1
-    gpu = json.loads(r.stdout)["steps"][2]
+    gpu = json.loads(r.stdout)["steps"][-1]
     assert gpu["status"] == "FAIL" and "train.device=cuda, but there is no GPU" in gpu["message"]
     # a run that would keep more checkpoints than the disk holds
     r = cockpit("preflight", "--yes", "--set", "checkpoint.keep_last=100000000")
@@ -152,3 +154,43 @@ def test_dataset_fails_on_too_little_text_and_on_a_corrupt_shard(tmp_path):
     r = dataset_result(tmp_path, small, bad)
     assert r.status == "FAIL" and r.message.startswith(f"{bad}: not a readable parquet file")
     assert r.findings[0]["file"] == str(bad)
+
+
+def test_tokenizer_and_compression_against_a_real_tokenizer(tmp_path):
+    from core.data import train_tokenizer
+
+    text = tmp_path / "code.txt"
+    docs = [
+        f"def handler_{i}(event, context):\n    return {{'status': {i % 7}}}\n" for i in range(3000)
+    ]
+    text.write_text("".join(docs))
+    tok_path = tmp_path / "tok.json"
+    n = train_tokenizer(docs, 300, tok_path).get_vocab_size()
+    p = write(
+        tmp_path,
+        """name: t
+steps:
+  - {id: tokenizer, title: tok, check: tokenizer}
+  - id: compression
+    title: bpt
+    check: compression
+    warn: {min_bytes_per_token: 3.5, max_bytes_per_token: 5.0}
+""",
+    )
+    cl = load_checklist(str(p))
+
+    def run(*sets):
+        prof = load_profile("tiny-text", [f"data.paths=['{text}']", *sets])
+        return run_checklist(cl, Context(prof))
+
+    tok, comp = run(f"tokenizer.path={tok_path}", f"tokenizer.vocab_size={n}")
+    assert tok.status == "PASS" and tok.figures == {"vocab_size": n, "round_trip_failures": 0}
+    bpt = comp.figures["bytes_per_token"]
+    assert comp.figures["sample_bytes"] == text.stat().st_size
+    assert 1.0 < bpt < 3.5 and comp.status == "WARN" and "compresses poorly" in comp.message
+    tok, comp = run(f"tokenizer.path={tok_path}", "tokenizer.vocab_size=8192")
+    assert tok.status == "FAIL" and f"has {n} tokens, the profile says" in tok.message
+    assert comp.status == "SKIP"  # after a FAIL
+    tok, comp = run(f"tokenizer.path={tmp_path / 'none.json'}")
+    assert tok.status == "WARN" and "does not exist yet: the run trains" in tok.message
+    assert comp.status == "SKIP" and comp.message == "no tokenizer to measure yet"
