@@ -135,7 +135,7 @@ class Output:
     def text(self) -> str:
         return "\n".join(self.lines)
 
-    def wait_for(self, needle: str, timeout: float = 60, regex: bool = False) -> str:
+    def wait_for(self, needle: str, timeout: float = 150, regex: bool = False) -> str:
         import re
 
         t0 = time.time()

@@ -59,6 +59,16 @@ def trainer_pid(run_dir: Path, timeout: float = 30) -> int:
     pytest.fail("no supervisor.json")
 
 
+def until(cond, timeout: float = 60) -> bool:
+    """Poll `cond` until true (a loaded 2-core machine can be several times slower)."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if cond():
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def steps(run_dir: Path) -> list[int]:
     return [e["step"] for e in events(run_dir) if e["type"] == "step"]
 
@@ -187,18 +197,18 @@ def test_kill_9_on_the_cockpit_leaves_training_running_and_watch_reattaches(run_
     p.kill()  # kill -9 the cockpit
     p.wait()
     n0 = len(steps(d))
-    time.sleep(2.0)
-    assert alive(pid) and len(steps(d)) > n0 + 20  # still training, on its own
+    assert until(lambda: len(steps(d)) > n0 + 20)  # still training, on its own
+    assert alive(pid)
 
     w = start_cockpit("watch", str(d), "--headless", "--every", "1")
     wout = Output(w)
     wout.wait_for("cockpit: watching")
     wout.wait_for("eval  step 400/")
     sys_before = (d / "system.jsonl").stat().st_size
-    time.sleep(2.5)
-    assert (d / "system.jsonl").stat().st_size > sys_before  # the watcher took over recording
+    # the watcher took over recording
+    assert until(lambda: (d / "system.jsonl").stat().st_size > sys_before)
     os.kill(pid, signal.SIGINT)  # stop the run the way `x` will: gracefully
-    rc = wout.finish(60)
+    rc = wout.finish(120)
     assert rc == 130, wout.text
     # the whole history, each eval once, in order, and the run's end
     seen = [int(m.group(1)) for m in re.finditer(r"^eval  step (\d+)/", wout.text, re.M)]
@@ -219,9 +229,9 @@ def test_watch_finds_a_trainer_started_without_the_cockpit(run_dirs):
         out = Output(w)
         out.wait_for("eval  step 100/")
         # found by the pid its run_start announced: sampled like one of ours
-        out.wait_for(r"^step \d+/1000000 .* · RSS \d+ MiB · no GPU$", timeout=30, regex=True)
+        out.wait_for(r"^step \d+/1000000 .* · RSS \d+ MiB · no GPU$", timeout=90, regex=True)
         core.send_signal(signal.SIGINT)
-        assert out.finish(60) == 130
+        assert out.finish(120) == 130
         assert "  status       interrupted" in out.text
     finally:
         core.kill()
@@ -238,15 +248,15 @@ def test_a_stopped_trainer_raises_a_stall_with_a_stack_dump(run_dirs):
     out.wait_for("eval  step 100/")
     pid = trainer_pid(d)
     os.kill(pid, signal.SIGSTOP)
-    line = out.wait_for("the process is stopped", timeout=30)
+    line = out.wait_for("the process is stopped", timeout=90)
     assert line.startswith("ALERT error stall: no step or heartbeat for ")
     time.sleep(0.5)
     os.kill(pid, signal.SIGCONT)  # the SIGUSR2 the cockpit sent is delivered now
-    out.wait_for("ALERT info stack_dump:", timeout=30)
+    out.wait_for("ALERT info stack_dump:", timeout=90)
     assert re.search(r"^  \| .*(File|thread)", out.text, re.M)  # the stacks themselves
     assert list((d / "stacks").glob("stacks-*.txt"))
     p.send_signal(signal.SIGINT)
-    assert out.finish(60) == 130
+    assert out.finish(120) == 130
     assert "  status       interrupted (exit 130)" in out.text
 
 
@@ -258,12 +268,12 @@ def test_sigkill_on_the_trainer_is_a_crash_with_its_exit_code(run_dirs, tmp_path
     w = Output(start_cockpit("watch", str(d), "--headless"))  # a second terminal, watching
     w.wait_for("eval  step 100/")
     os.kill(trainer_pid(d), signal.SIGKILL)
-    assert out.finish(60) == 137
+    assert out.finish(120) == 137
     crash = "ALERT error crash: the trainer died without finishing the run (exit code 137)"
     assert crash in out.text
     assert "  status       failed (exit 137)" in out.text
     # the watcher learns the exit code from the launcher, through supervisor.json
-    assert w.finish(60) == 137
+    assert w.finish(120) == 137
     assert crash in w.text and "  status       failed (exit 137)" in w.text
     r = cockpit("runs", "--logs", str(tmp_path / "logs"))
     row = [x for x in r.stdout.splitlines() if x.startswith("crash ")]
@@ -276,7 +286,7 @@ def test_ctrl_c_stops_gracefully_and_twice_kills(run_dirs):
     out = Output(p)
     out.wait_for("eval  step 100/")
     p.send_signal(signal.SIGINT)
-    assert out.finish(60) == 130
+    assert out.finish(120) == 130
     assert "asking the trainer to stop gracefully" in out.text
     ck = [e for e in events(d) if e["type"] == "checkpoint"]
     assert "interrupt" in ck[-1]["tags"]
@@ -290,7 +300,7 @@ def test_ctrl_c_stops_gracefully_and_twice_kills(run_dirs):
     p.send_signal(signal.SIGINT)
     out.wait_for("asking the trainer to stop gracefully")
     p.send_signal(signal.SIGINT)
-    assert out.finish(60) == 137
+    assert out.finish(120) == 137
     assert "second Ctrl+C: killed the trainer (SIGKILL)" in out.text
     assert not [e for e in events(d2) if e["type"] == "run_end"]
 
@@ -310,7 +320,7 @@ def test_runs_lists_every_run_with_its_status(run_dirs, tmp_path):
     assert rows["done"][1:4] == ["demo-walks", "completed", "67/67"]
     assert rows["live"][2] == "live" and int(rows["live"][3].split("/")[0]) >= 100
     p.send_signal(signal.SIGINT)
-    out.finish(60)
+    out.finish(120)
     rows = {
         x.split()[0]: x.split()
         for x in cockpit("runs", "--logs", str(tmp_path / "logs")).stdout.splitlines()[1:]
