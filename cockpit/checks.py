@@ -273,11 +273,21 @@ def check_gpu(spec, ctx: Context, r, progress) -> None:
 # disk: room for the checkpoints the run keeps, and the data cache
 
 
+def param_counts(p: Profile) -> tuple[int, int, int]:
+    """(total, non-embedding, vocab) without allocating the weights."""
+    import torch
+
+    from core.model import GPT, GPTConfig
+
+    vocab = p.data.walks.n_nodes + 1 if p.data.source == "walks" else p.tokenizer.vocab_size
+    with torch.device("meta"):
+        m = GPT(GPTConfig(vocab, p.data.context, p.model.n_layer, p.model.n_head, p.model.n_embd))
+    return m.n_params(), m.n_params_non_embedding(), vocab
+
+
 def checkpoint_bytes(p: Profile) -> int:
     """Weights plus AdamW's two moments, fp32: 12 bytes a parameter (and a little)."""
-    from cockpit.cli import _param_counts
-
-    total, _, _ = _param_counts(p)
+    total, _, _ = param_counts(p)
     return 12 * total + (1 << 20)
 
 

@@ -19,25 +19,15 @@ from core import checkpoint as C
 from core.config import ProfileError, load_profile
 
 
-def _param_counts(p) -> tuple[int, int, int]:
-    """(total, non-embedding, vocab) without allocating the weights."""
-    import torch
-
-    from core.model import GPT, GPTConfig
-
-    vocab = p.data.walks.n_nodes + 1 if p.data.source == "walks" else p.tokenizer.vocab_size
-    with torch.device("meta"):
-        m = GPT(GPTConfig(vocab, p.data.context, p.model.n_layer, p.model.n_head, p.model.n_embd))
-    return m.n_params(), m.n_params_non_embedding(), vocab
-
-
 def cmd_validate(args) -> int:
     try:
         p = load_profile(args.profile, args.set)
     except ProfileError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    total, non_emb, vocab = _param_counts(p)
+    from cockpit.checks import param_counts
+
+    total, non_emb, vocab = param_counts(p)
     t = p.train
     budget = f"{t.max_steps} steps" if t.max_steps else f"{t.epochs} epochs"
     tokens_per_step = t.batch_size * t.grad_accum * p.data.context

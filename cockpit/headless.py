@@ -197,7 +197,7 @@ class HeadlessPrinter:
                 self.say(f"checkpoint {c.name} INVALID: {c.why}")
         if m.status not in ENDED and now >= self._next_line and m.step > 0:
             self._next_line = now + self.every_s
-            self.say(summary_line(m.figures(now)))
+            self.say(summary_line(m.figures()))
         if self.tty:
             self._bar()
 

@@ -184,9 +184,7 @@ class RunModel:
         if vl is not None and math.isfinite(vl) and (self.best_val is None or vl < self.best_val):
             self.best_val = vl
         # what the run looked like at this eval, for a line per eval and the overfitting check
-        rec = dict(
-            ev, train_loss_ema=self.loss_ema, best_val=self.best_val, figures=self.figures(t)
-        )
+        rec = dict(ev, train_loss_ema=self.loss_ema, best_val=self.best_val, figures=self.figures())
         self.evals.append(rec)
         self.n_evals += 1
 
@@ -314,7 +312,7 @@ class RunModel:
             return max(1, math.ceil(self.total_steps / self.total_epochs))
         return None
 
-    def figures(self, now: float | None = None) -> dict:
+    def figures(self) -> dict:
         """The figures of one summary line, as numbers (None when unknown)."""
         last = self.last
         proc, gpu = self.proc or {}, self.gpu or {}

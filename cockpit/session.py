@@ -141,9 +141,6 @@ class Session:
             self.model.set_checkpoints(self.ckpts.scan())
         self._read_all()
 
-    def wait(self, timeout: float) -> None:
-        self.follower.wait(timeout)
-
     def close(self) -> None:
         self.follower.close()
         self.ckpts.close()
