@@ -10,6 +10,7 @@ findings, the same for the screen, `--yes` and `--json`.
 from __future__ import annotations
 
 import difflib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,7 +66,9 @@ def resolve_checklist_path(name_or_path: str) -> Path:
 
 def load_checklist(name_or_path: str) -> Checklist:
     """Load and validate; raises ProfileError listing every problem (file:line, key)."""
-    from cockpit.checks import KINDS  # the kinds and what each accepts
+    from cockpit.checks import all_kinds  # the kinds and what each accepts
+
+    kinds = all_kinds()
 
     path = resolve_checklist_path(name_or_path)
     file = str(path)
@@ -101,11 +104,11 @@ def load_checklist(name_or_path: str) -> Checklist:
             continue
         if s.run is not None:
             continue
-        kind = KINDS.get(s.check)
+        kind = kinds.get(s.check)
         if kind is None:
-            close = difflib.get_close_matches(s.check, KINDS, n=1)
+            close = difflib.get_close_matches(s.check, kinds, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
-            err(f"{at}.check", f"unknown kind `{s.check}` (known: {', '.join(KINDS)}){hint}")
+            err(f"{at}.check", f"unknown kind `{s.check}` (known: {', '.join(kinds)}){hint}")
             continue
         for group, allowed in (
             ("params", kind.params),
@@ -143,9 +146,10 @@ class StepResult:
     findings: list[dict] = field(default_factory=list)  # {"file", "line", "kind", "preview"}
     progress: tuple[float, float] | None = None  # (done, total) while RUNNING
     seconds: float | None = None
+    fixed: dict | None = None  # what the step's fix made, e.g. {"path": folder of copies}
 
     def to_dict(self) -> dict:
-        return {
+        d = {
             "id": self.id,
             "title": self.title,
             "status": self.status,
@@ -153,6 +157,9 @@ class StepResult:
             "figures": self.figures,
             "findings": self.findings,
         }
+        if self.fixed is not None:
+            d["fixed"] = self.fixed
+        return d
 
 
 def overall(results: list[StepResult]) -> str:
@@ -160,38 +167,73 @@ def overall(results: list[StepResult]) -> str:
     return "FAIL" if "FAIL" in statuses else "WARN" if "WARN" in statuses else "PASS"
 
 
-def run_checklist(
-    cl: Checklist, ctx, on_update: Callable[[StepResult], None] | None = None
-) -> list[StepResult]:
-    """Every step in order; after a FAIL the rest are SKIP. Never raises: a step that
-    crashes is a FAIL naming the exception."""
-    import time
-
+def run_one(spec: StepSpec, ctx, r: StepResult, update: Callable[[StepResult], None]) -> None:
+    """Run one step into `r`. Never raises: a check that crashes is a FAIL naming it."""
     from cockpit.checks import run_step
 
+    r.status, r.message, r.figures, r.findings = "RUNNING", "", {}, []
+    update(r)
+    t0 = time.time()
+
+    def progress(done: float, total: float) -> None:
+        r.progress = (done, total)
+        update(r)
+
+    try:
+        run_step(spec, ctx, r, progress)
+    except Exception as e:  # a check that breaks is a failed check, not a traceback
+        r.status, r.message = "FAIL", f"the check itself failed: {type(e).__name__}: {e}"
+    r.seconds, r.progress = time.time() - t0, None
+    ctx.figures[spec.id] = r.figures
+    update(r)
+
+
+def fix_and_rerun(spec: StepSpec, ctx, r: StepResult, update) -> bool:
+    """Apply a failed step's built-in fix, then run the step again. False (with the
+    reason in the message) when the kind has no fix or the fix could not be made."""
+    from cockpit.checks import FixError, apply_fix
+
+    try:
+        fixed = apply_fix(spec, ctx, r, update)
+    except FixError as e:
+        r.message = f"{r.message} — the fix did not work: {e}"
+        update(r)
+        return False
+    run_one(spec, ctx, r, update)
+    r.fixed = fixed
+    update(r)
+    return True
+
+
+def run_checklist(
+    cl: Checklist,
+    ctx,
+    on_update: Callable[[StepResult], None] | None = None,
+    *,
+    fix: bool = False,
+    results: list[StepResult] | None = None,
+    start: int = 0,
+) -> list[StepResult]:
+    """Every step in order from `start`; after a FAIL the rest are SKIP. With `fix`, a
+    failed step's built-in fix is applied and the step re-run once. `results` carries
+    earlier results on (the screen re-runs from a step after the user fixed it)."""
     update = on_update or (lambda r: None)
-    results = [StepResult(s.id, s.title or s.id) for s in cl.steps]
+    if results is None:
+        results = [StepResult(s.id, s.title or s.id) for s in cl.steps]
     failed: str | None = None
-    for spec, r in zip(cl.steps, results, strict=True):
+    for spec, r in list(zip(cl.steps, results, strict=True))[start:]:
         if failed is not None:
-            r.status, r.message = "SKIP", f"not run: step `{failed}` failed"
+            r.status, r.message, r.figures, r.findings = (
+                "SKIP",
+                f"not run: step `{failed}` failed",
+                {},
+                [],
+            )
             update(r)
             continue
-        r.status = "RUNNING"
-        update(r)
-        t0 = time.time()
-
-        def progress(done: float, total: float, r=r) -> None:
-            r.progress = (done, total)
-            update(r)
-
-        try:
-            run_step(spec, ctx, r, progress)
-        except Exception as e:  # a check that breaks is a failed check, not a traceback
-            r.status, r.message = "FAIL", f"the check itself failed: {type(e).__name__}: {e}"
-        r.seconds, r.progress = time.time() - t0, None
-        ctx.figures[spec.id] = r.figures
-        update(r)
+        run_one(spec, ctx, r, update)
+        if r.status == "FAIL" and fix:
+            fix_and_rerun(spec, ctx, r, update)
         if r.status == "FAIL":
             failed = spec.id
     return results

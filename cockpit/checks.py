@@ -8,8 +8,8 @@ checklist is validated before anything runs.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +17,7 @@ from pathlib import Path
 from core.config import Profile
 
 REPO = Path(__file__).resolve().parents[1]
+MIB = 2**20
 
 
 @dataclass
@@ -24,6 +25,21 @@ class Context:
     profile: Profile
     logs: Path = Path("logs")  # where the run directory will be
     figures: dict = field(default_factory=dict)  # step id -> that step's figures
+    run_dir: Path | None = None  # post-flight: the finished run's directory
+    checkpoint: Path | None = None  # post-flight: the checkpoint its steps measure
+    loaded: dict = field(default_factory=dict)  # post-flight: model and data, loaded once
+    profile_ref: str | None = None  # the name or path it was loaded from (the probe runs it)
+    sets: list[str] = field(default_factory=list)  # its --set overrides, and those fixes add
+
+    def use(self, key: str, value) -> None:
+        """Override a profile key for the rest of the checklist and the run that follows
+        (a fix pointing data.paths at redacted copies)."""
+        import json
+
+        from core.config import load_profile
+
+        self.sets.append(f"{key}={json.dumps(value)}")  # JSON is YAML: --set parses it back
+        self.profile = load_profile(self.profile_ref or self.profile.name, self.sets)
 
 
 @dataclass(frozen=True)
@@ -31,6 +47,11 @@ class Kind:
     fn: Callable
     params: tuple[str, ...] = ()
     figures: tuple[str, ...] = ()  # what warn/fail thresholds may name
+    fixer: Callable | None = None  # (spec, ctx, result, update) -> {"path": ...}; FixError
+
+
+class FixError(Exception):
+    """A fix that could not be made; the message says why."""
 
 
 def _threshold(spec, r, figure: str, value: float, below: bool, what: str) -> None:
@@ -233,96 +254,94 @@ def check_compression(spec, ctx: Context, r, progress) -> None:
 
 
 # -----------------------------------------------------------------------------
-# gpu: NVML devices; no GPU is fine for a CPU profile
+# secrets: keys, tokens, private keys, public IPs in the data (seed 003_ step 2)
+
+MAX_FINDINGS = 200  # shown and saved; the figures count them all
 
 
-def check_gpu(spec, ctx: Context, r, progress) -> None:
-    from cockpit.gpu import GpuSampler
+def _data_files(ctx: Context) -> list[Path]:
+    from core.data import ensure_files
 
-    g = GpuSampler()
-    snap = g.sample()
-    g.close()
-    device = ctx.profile.train.device
-    if not snap.available:
-        r.figures = {"devices": 0, "reason": snap.reason}
-        if device == "cuda":
-            r.status = "FAIL"
-            r.message = (
-                f"the profile asks for train.device=cuda, but there is no GPU: {snap.reason}"
-            )
-        else:
-            r.status = "PASS"
-            r.message = f"no GPU ({snap.reason}): the profile runs on CPU"
+    return ensure_files(ctx.profile.data)
+
+
+def _allowlist(spec) -> tuple[Path, frozenset[str]]:
+    from cockpit.secrets_files import load_allowlist
+
+    path = Path(spec.params.get("allowlist", "secrets.allow"))
+    return path, load_allowlist(path if path.is_absolute() else Path.cwd() / path)
+
+
+def check_secrets(spec, ctx: Context, r, progress) -> None:
+    from collections import Counter
+
+    from cockpit.secrets_files import scan_files
+    from core.errors import DataError
+
+    if ctx.profile.data.source != "files":
+        r.status, r.message = "SKIP", f"data.source is {ctx.profile.data.source}: no files"
         return
-    free = [(d.mem_total_mib or 0) - (d.mem_used_mib or 0) for d in snap.devices if d.mem_total_mib]
-    r.figures = {
-        "devices": len(snap.devices),
-        "driver": snap.driver,
-        "names": [d.name for d in snap.devices],
-        "free_mib": free,
-    }
-    r.status = "PASS"
-    r.message = f"{len(snap.devices)} GPU(s), driver {snap.driver}; free MiB: " + ", ".join(
-        f"{f:,.0f}" for f in free
+    try:
+        files = _data_files(ctx)
+    except DataError as e:
+        r.status, r.message = "FAIL", str(e)
+        return
+    allow_path, allow = _allowlist(spec)
+    t0 = time.perf_counter()
+    found = scan_files(
+        files, text_column=ctx.profile.data.text_column, allow=allow, progress=progress
     )
-    if free:
-        _threshold(spec, r, "free_mib", min(free), True, "too little free GPU memory")
-
-
-# -----------------------------------------------------------------------------
-# disk: room for the checkpoints the run keeps, and the data cache
-
-
-def param_counts(p: Profile) -> tuple[int, int, int]:
-    """(total, non-embedding, vocab) without allocating the weights."""
-    import torch
-
-    from core.model import GPT, GPTConfig
-
-    vocab = p.data.walks.n_nodes + 1 if p.data.source == "walks" else p.tokenizer.vocab_size
-    with torch.device("meta"):
-        m = GPT(GPTConfig(vocab, p.data.context, p.model.n_layer, p.model.n_head, p.model.n_embd))
-    return m.n_params(), m.n_params_non_embedding(), vocab
-
-
-def checkpoint_bytes(p: Profile) -> int:
-    """Weights plus AdamW's two moments, fp32: 12 bytes a parameter (and a little)."""
-    total, _, _ = param_counts(p)
-    return 12 * total + (1 << 20)
-
-
-def check_disk(spec, ctx: Context, r, progress) -> None:
-    p = ctx.profile
-    where = ctx.logs if ctx.logs.exists() else Path(".")
-    free = shutil.disk_usage(where).free
-    ckpt = checkpoint_bytes(p)
-    cache = 0
-    if p.data.source == "files":
-        from core.data import expand_paths
-
-        # token caches hold at most ~1 uint16/uint32 per byte of text: the text's size bounds them
-        cache = sum(f.stat().st_size for f in expand_paths(list(p.data.paths)))
-    keep = int(spec.params.get("extra_checkpoints", 3))
-    need = (p.checkpoint.keep_last + keep) * ckpt + cache
-    mib = 2**20
+    dt = time.perf_counter() - t0
+    nbytes = sum(f.stat().st_size for f in files)
+    kinds = Counter(f.kind for f in found)
     r.figures = {
-        "free_mib": round(free / mib, 1),
-        "need_mib": round(need / mib, 1),
-        "checkpoint_mib": round(ckpt / mib, 1),
-        "cache_mib": round(cache / mib, 1),
-        "headroom": round(free / need, 2) if need else None,
+        "files": len(files),
+        "bytes": nbytes,
+        "findings": len(found),
+        "by_kind": dict(kinds),
+        "allowlisted": len(allow),
+        "mb_per_s": round(nbytes / 1e6 / max(dt, 1e-9), 1),
     }
-    if free < need:
-        r.status = "FAIL"
-        r.message = (
-            f"{free / mib:,.0f} MiB free under {where.resolve()}, the run needs "
-            f"{need / mib:,.0f} MiB ({p.checkpoint.keep_last} + {keep} checkpoints of "
-            f"{ckpt / mib:,.1f} MiB, plus the data cache); free space or lower checkpoint.keep_last"
-        )
+    r.findings = [f.to_dict() for f in found[:MAX_FINDINGS]]
+    if not found:
+        r.status = "PASS"
+        r.message = f"no secrets in {len(files)} file(s) ({nbytes / MIB:,.1f} MiB on disk)"
         return
-    r.status = "PASS"
-    r.message = f"{free / mib:,.0f} MiB free, {need / mib:,.0f} MiB needed"
-    _threshold(spec, r, "headroom", free / need, True, "little room beyond what the run needs")
+    first = found[0]
+    r.status = "FAIL"
+    r.message = (
+        f"{len(found)} possible secret(s) ({', '.join(f'{n} {k}' for k, n in kinds.most_common())}) "
+        f"in {len({f.file for f in found})} file(s), the first at {first.file}:{first.line}. "
+        f"Train on redacted copies (the fix; originals stay untouched), or list a false "
+        f"positive's sha256 in {allow_path}"
+    )
+
+
+def fix_secrets(spec, ctx: Context, r, update) -> dict:
+    """Redacted copies of every data file in a new folder beside the data; the run (and
+    the rest of the checklist) reads them instead."""
+    from cockpit.secrets_files import redact_copies
+
+    files = _data_files(ctx)
+    first = files[0].resolve().parent
+    out = first.parent / f"{first.name}-redacted-{time.strftime('%Y%m%d-%H%M%S')}"
+    n = 1
+    while out.exists():
+        n += 1
+        out = out.with_name(f"{first.name}-redacted-{time.strftime('%Y%m%d-%H%M%S')}-{n}")
+    r.status, r.message = "RUNNING", f"writing redacted copies to {out}"
+    update(r)
+    try:
+        manifest = redact_copies(
+            files, out, text_column=ctx.profile.data.text_column, allow=_allowlist(spec)[1]
+        )
+    except (ValueError, FileExistsError, OSError) as e:
+        raise FixError(f"could not write redacted copies to {out}: {e}") from None
+    if manifest["rescan_findings"]:
+        raise FixError(f"{manifest['rescan_findings']} finding(s) remain in the copies in {out}")
+    ctx.use("data.paths", [str(out)])  # the folder: every copy in it, manifest.json aside
+    changed = sum(1 for f in manifest["files"] if f["redactions"])
+    return {"path": str(out), "manifest": str(out / "manifest.json"), "files_changed": changed}
 
 
 # -----------------------------------------------------------------------------
@@ -347,19 +366,34 @@ def run_command(spec, ctx: Context, r, progress) -> None:
 
 KINDS: dict[str, Kind] = {
     "dataset": Kind(check_dataset, figures=("bytes", "empty_share", "duplicate_share")),
+    "secrets": Kind(check_secrets, params=("allowlist",), fixer=fix_secrets),
     "tokenizer": Kind(check_tokenizer),
     "compression": Kind(
         check_compression,
         params=("sample_bytes",),
         figures=("min_bytes_per_token", "max_bytes_per_token"),
     ),
-    "disk": Kind(check_disk, params=("extra_checkpoints",), figures=("headroom",)),
-    "gpu": Kind(check_gpu, figures=("free_mib",)),
 }
+
+
+def all_kinds() -> dict[str, Kind]:
+    """The pre-flight kinds above and the post-flight ones (cockpit.postflight), which
+    load a checkpoint and so are imported only when a checklist is read."""
+    from cockpit.checks_run import RUN_KINDS
+    from cockpit.postflight import POSTFLIGHT_KINDS
+
+    return {**KINDS, **RUN_KINDS, **POSTFLIGHT_KINDS}
+
+
+def apply_fix(spec, ctx: Context, r, update) -> dict:
+    kind = all_kinds().get(spec.check) if spec.check else None
+    if kind is None or kind.fixer is None:
+        raise FixError(f"`{spec.id}` has no automatic fix; {spec.fix or 'fix it by hand'}")
+    return kind.fixer(spec, ctx, r, update)
 
 
 def run_step(spec, ctx: Context, r, progress) -> None:
     if spec.run is not None:
         run_command(spec, ctx, r, progress)
     else:
-        KINDS[spec.check].fn(spec, ctx, r, progress)
+        all_kinds()[spec.check].fn(spec, ctx, r, progress)

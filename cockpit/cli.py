@@ -25,7 +25,7 @@ def cmd_validate(args) -> int:
     except ProfileError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from cockpit.checks import param_counts
+    from cockpit.checks_run import param_counts
 
     total, non_emb, vocab = param_counts(p)
     t = p.train
@@ -127,7 +127,15 @@ def main(argv=None) -> int:
         "--profile", default="demo-walks", help="profile name (profiles/NAME.yaml) or path"
     )
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    r.add_argument("--yes", action="store_true", help="ask nothing")
+    r.add_argument(
+        "--yes", action="store_true", help="ask nothing: run the pre-flight, then launch"
+    )
+    r.add_argument(
+        "--fix", action="store_true", help="apply a failing pre-flight step's fix and re-run it"
+    )
+    r.add_argument(
+        "--skip-preflight", action="store_true", help="launch without the pre-flight checklist"
+    )
     r.add_argument("--run-dir", help="run directory (default logs/<YYYYmmdd-HHMMSS>-<profile>)")
     display_opts(r)
     r.set_defaults(fn=lambda a: _launch().cmd_run(a))
@@ -143,6 +151,9 @@ def main(argv=None) -> int:
     pf.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     pf.add_argument("--yes", action="store_true", help="ask nothing; print the results")
     pf.add_argument("--json", action="store_true", help="print one JSON object")
+    pf.add_argument(
+        "--fix", action="store_true", help="with --yes: apply a failing step's fix, re-run it"
+    )
     pf.set_defaults(fn=lambda a: _preflight().cmd_preflight(a))
     rs = sub.add_parser("runs", help="list the runs under logs/ with their status")
     rs.add_argument("--logs", default="logs", help="where the run directories are (default logs)")

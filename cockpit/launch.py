@@ -83,6 +83,36 @@ def _follow(session: Session, printer: HeadlessPrinter, on_ctrl_c) -> int | None
 # commands
 
 
+def _preflight(args, p):
+    """Run the pre-flight before a run: (context, results), or an exit code when it
+    failed or was not confirmed. Headless (or --yes) prints; a terminal gets the screen."""
+    from cockpit import preflight as pf
+
+    try:
+        cl, ctx = pf.prepare(args.profile, args.set, getattr(args, "checklist", None))
+    except ProfileError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not args.headless and not args.yes and sys.stdout.isatty():
+        from cockpit.screens.preflight import run_wizard
+
+        results = run_wizard(cl, ctx, launch=True)
+        if results is None:
+            print("cockpit: pre-flight not confirmed; nothing launched", file=sys.stderr)
+            return 1
+    else:
+        results = pf.run_printed(cl, ctx, fix=args.fix)
+    if pf.overall(results) == "FAIL":
+        print(
+            "cockpit: pre-flight FAILED; nothing launched. Fix what it says "
+            + ("(--fix applies the built-in fixes) " if not args.fix else "")
+            + "and run again, or --skip-preflight to launch anyway.",
+            file=sys.stderr,
+        )
+        return 1
+    return ctx, results
+
+
 def cmd_run(args) -> int:
     try:
         p = load_profile(args.profile, args.set)
@@ -92,8 +122,24 @@ def cmd_run(args) -> int:
     health = _health(args.health)
     if health is None:
         return 2
+    sets = list(args.set)
+    checked = None
+    if args.skip_preflight:
+        print(
+            "cockpit: --skip-preflight: no data, secrets, sizing, memory or disk checks",
+            file=sys.stderr,
+        )
+    else:
+        checked = _preflight(args, p)
+        if isinstance(checked, int):
+            return checked
+        sets = checked[0].sets  # a fix may point the run at redacted copies
     run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(p.name)
-    trainer = Trainer.launch(trainer_command(args.profile, run_dir, args.set), run_dir)
+    if checked is not None:
+        from cockpit.preflight import save
+
+        save(run_dir, *checked)
+    trainer = Trainer.launch(trainer_command(args.profile, run_dir, sets), run_dir)
     session = Session(run_dir, trainer, health, notify=False)
     printer = HeadlessPrinter(session.model, every_s=args.every)
     printer.say(

@@ -115,8 +115,13 @@ _TOKEN_PATTERNS = [
 # IPv4/IPv6 are found from a seed that starts with a literal ('.' or ':'), which the
 # regex engine skips to quickly, then matched in full from a little way back.
 _IPV4_SEED = re.compile(rb"\.\d{1,3}\.\d{1,3}\.\d")
-_IPV4 = re.compile(rb"(?<![\w.])\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}(?!\d|\.\d)")
-_IPV4_VERSION_BEFORE = re.compile(rb"(?:\b[vV]|[vV]ersion)[\s:=]*$")
+# followed by a letter, '-' or '.word' it is part of a name (2.6.21.1dedibox, x.in-addr.arpa)
+_IPV4 = re.compile(rb"(?<![\w.])\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}(?![\w-]|\.\w)")
+# a version or a section number, not an address: v1.2.3.4, __version__ = "1.2.3.4",
+# section 8.2.4.44, rfc7231#section-7.1.1.1
+_IPV4_VERSION_BEFORE = re.compile(
+    rb"(?:\b[vV]|(?i:version|release|section|chapter|rfc)\w*)[\s:=#'\"(-]*$"
+)
 _IPV6_SEED = re.compile(rb":[0-9A-Fa-f]{0,4}:")
 _IPV6 = re.compile(rb"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:.])")
 _HEX_ISH = re.compile(rb"[0-9A-Fa-f-]+")
@@ -153,6 +158,14 @@ def _public_ip(s: bytes) -> bool:
         or ip.is_unspecified
         or (ip.version == 4 and not ip.is_global)
     )
+
+
+def _alphabet_like(s: bytes) -> bool:
+    """An alphabet or a digit run (ABCDEFGHIJ..., 0123456789...): its entropy is maximal,
+    yet it is a table in code, not a key. Half its neighbours ascending by one is enough;
+    random text has about one in 64."""
+    steps = sum(1 for a, b in zip(s, s[1:], strict=False) if b == a + 1)
+    return steps * 2 >= len(s) - 1
 
 
 def _entropy(s: bytes) -> float:
@@ -207,7 +220,7 @@ def _find_spans(data: bytes, allow: frozenset[str]) -> list[_Span]:
                 taken.append((m.start(), m.end(), kind))
     for m in _seeded(_IPV4_SEED, _IPV4, data, 3):
         if _public_ip(m.group()) and not _IPV4_VERSION_BEFORE.search(
-            data, max(0, m.start() - 12), m.start()
+            data, max(0, m.start() - 24), m.start()
         ):
             taken.append((m.start(), m.end(), "ipv4"))
     for m in _seeded(_IPV6_SEED, _IPV6, data, 40):
@@ -217,12 +230,14 @@ def _find_spans(data: bytes, allow: frozenset[str]) -> list[_Span]:
         s = data[i:j].rstrip(b"=")
         if _HEX_ISH.fullmatch(s) or not _has_digit_and_letter(s):
             continue  # SHA-256/git hashes, UUIDs, long words and identifiers
+        if (b"/" in s or b"+" in s) and (b"-" in s or b"_" in s):
+            continue  # both base64 alphabets at once is no encoding: a path, a URL, a name
         if len(s) == 40 and b"_" not in s and b"-" not in s:
             ls = data.rfind(b"\n", 0, i) + 1
             if _AWS_SECRET_HINT.search(data, max(ls, i - 60), i):
                 taken.append((i, j, "aws_secret_key"))
                 continue
-        if _entropy(s) >= 4.5:
+        if _entropy(s) >= 4.5 and not _alphabet_like(s):
             taken.append((i, j, "high_entropy"))
     # A token found by a specific pattern is not also a high_entropy blob: specific kinds
     # are placed first, and of overlapping spans the one placed first wins.
@@ -234,11 +249,9 @@ def _find_spans(data: bytes, allow: frozenset[str]) -> list[_Span]:
         if (i > 0 and out[i - 1].end > s) or (i < len(out) and out[i].start < e):
             continue
         sha = hashlib.sha256(data[s:e]).hexdigest()
-        if sha in allow:
-            continue
-        starts.insert(i, s)
+        starts.insert(i, s)  # an allowlisted span still covers its text: nothing inside it counts
         out.insert(i, _Span(s, e, kind, sha))
-    return out
+    return [sp for sp in out if sp.sha256 not in allow] if allow else out
 
 
 def _mask(secret: bytes) -> bytes:

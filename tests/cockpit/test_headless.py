@@ -85,7 +85,16 @@ def alive(pid: int) -> bool:
 def test_headless_plain_lines_when_not_a_terminal(run_dirs):
     d = run_dirs("plain")
     r = subprocess.run(
-        [sys.executable, "-m", "cockpit.cli", "run", "--headless", "--every", "1"]
+        [
+            sys.executable,
+            "-m",
+            "cockpit.cli",
+            "run",
+            "--headless",
+            "--skip-preflight",
+            "--every",
+            "1",
+        ]
         + ["--run-dir", str(d)]
         + sets(*TINY_WALKS, "train.epochs=3", "gate.stop_on_pass=false"),
         cwd=REPO,
@@ -142,7 +151,16 @@ def test_headless_progress_bar_on_a_terminal(run_dirs):
     d = run_dirs("tty")
     master, slave = pty.openpty()
     p = subprocess.Popen(
-        [sys.executable, "-m", "cockpit.cli", "run", "--headless", "--run-dir", str(d)]
+        [
+            sys.executable,
+            "-m",
+            "cockpit.cli",
+            "run",
+            "--headless",
+            "--skip-preflight",
+            "--run-dir",
+            str(d),
+        ]
         + sets(*TINY_WALKS, "train.epochs=2"),
         cwd=REPO,
         stdout=slave,
@@ -176,7 +194,16 @@ def test_headless_progress_bar_on_a_terminal(run_dirs):
 def test_a_trainer_failure_shows_its_reason_and_exit_code(run_dirs):
     d = run_dirs("bad-data")
     r = subprocess.run(
-        [sys.executable, "-m", "cockpit.cli", "run", "--headless", "--run-dir", str(d)]
+        [
+            sys.executable,
+            "-m",
+            "cockpit.cli",
+            "run",
+            "--headless",
+            "--skip-preflight",
+            "--run-dir",
+            str(d),
+        ]
         + sets(*TINY_WALKS, "data.walks.n_walks=2"),
         cwd=REPO,
         capture_output=True,
@@ -190,7 +217,9 @@ def test_a_trainer_failure_shows_its_reason_and_exit_code(run_dirs):
 
 def test_kill_9_on_the_cockpit_leaves_training_running_and_watch_reattaches(run_dirs):
     d = run_dirs("detach")
-    p = start_cockpit("run", "--headless", "--run-dir", str(d), *sets(*ENDLESS_WALKS))
+    p = start_cockpit(
+        "run", "--headless", "--skip-preflight", "--run-dir", str(d), *sets(*ENDLESS_WALKS)
+    )
     out = Output(p)
     out.wait_for("eval  step 200/")
     pid = trainer_pid(d)
@@ -241,7 +270,7 @@ def test_watch_finds_a_trainer_started_without_the_cockpit(run_dirs):
 def test_a_stopped_trainer_raises_a_stall_with_a_stack_dump(run_dirs):
     d = run_dirs("stall")
     p = start_cockpit(
-        "run", "--headless", "--run-dir", str(d), "--health", "stall_min_s=3",
+        "run", "--headless", "--skip-preflight", "--run-dir", str(d), "--health", "stall_min_s=3",
         *sets(*ENDLESS_WALKS, "train.heartbeat_s=0.5"),
     )  # fmt: skip
     out = Output(p)
@@ -262,7 +291,9 @@ def test_a_stopped_trainer_raises_a_stall_with_a_stack_dump(run_dirs):
 
 def test_sigkill_on_the_trainer_is_a_crash_with_its_exit_code(run_dirs, tmp_path):
     d = run_dirs("crash")
-    p = start_cockpit("run", "--headless", "--run-dir", str(d), *sets(*ENDLESS_WALKS))
+    p = start_cockpit(
+        "run", "--headless", "--skip-preflight", "--run-dir", str(d), *sets(*ENDLESS_WALKS)
+    )
     out = Output(p)
     out.wait_for("eval  step 100/")
     w = Output(start_cockpit("watch", str(d), "--headless"))  # a second terminal, watching
@@ -282,7 +313,9 @@ def test_sigkill_on_the_trainer_is_a_crash_with_its_exit_code(run_dirs, tmp_path
 
 def test_ctrl_c_stops_gracefully_and_twice_kills(run_dirs):
     d = run_dirs("ctrlc")
-    p = start_cockpit("run", "--headless", "--run-dir", str(d), *sets(*ENDLESS_WALKS))
+    p = start_cockpit(
+        "run", "--headless", "--skip-preflight", "--run-dir", str(d), *sets(*ENDLESS_WALKS)
+    )
     out = Output(p)
     out.wait_for("eval  step 100/")
     p.send_signal(signal.SIGINT)
@@ -293,7 +326,9 @@ def test_ctrl_c_stops_gracefully_and_twice_kills(run_dirs):
     assert [e["status"] for e in events(d) if e["type"] == "run_end"] == ["interrupted"]
 
     d2 = run_dirs("ctrlc2")
-    p = start_cockpit("run", "--headless", "--run-dir", str(d2), *sets(*ENDLESS_WALKS))
+    p = start_cockpit(
+        "run", "--headless", "--skip-preflight", "--run-dir", str(d2), *sets(*ENDLESS_WALKS)
+    )
     out = Output(p)
     out.wait_for("eval  step 100/")
     os.kill(trainer_pid(d2), signal.SIGSTOP)  # a trainer that cannot stop by itself
@@ -307,10 +342,19 @@ def test_ctrl_c_stops_gracefully_and_twice_kills(run_dirs):
 
 def test_runs_lists_every_run_with_its_status(run_dirs, tmp_path):
     done = run_dirs("done")
-    r = cockpit("run", "--headless", "--run-dir", str(done), *sets(*TINY_WALKS, "train.epochs=1"))
+    r = cockpit(
+        "run",
+        "--headless",
+        "--skip-preflight",
+        "--run-dir",
+        str(done),
+        *sets(*TINY_WALKS, "train.epochs=1"),
+    )
     assert r.returncode == 0, r.stdout
     live = run_dirs("live")
-    p = start_cockpit("run", "--headless", "--run-dir", str(live), *sets(*ENDLESS_WALKS))
+    p = start_cockpit(
+        "run", "--headless", "--skip-preflight", "--run-dir", str(live), *sets(*ENDLESS_WALKS)
+    )
     out = Output(p)
     out.wait_for("eval  step 100/")
     rows = {
