@@ -1,9 +1,11 @@
 """The `cockpit` command.
 
-cockpit run      [--profile P] [--headless] [--yes] [--set k=v] [--health k=v]   exit code: the trainer's
+cockpit run      [--profile P] [--headless] [--yes] [--fix] [--skip-preflight] [--skip-postflight]
+                 [--set k=v] [--health k=v]   pre-flight, the run, post-flight; exit code: the trainer's
 cockpit watch    [RUN_DIR|latest] [--headless]    attach to a live run or replay a finished one
 cockpit runs                                      every run under logs/ with its status
-cockpit preflight [--profile P] [--checklist C] --yes [--json]   exit 0 ok, 1 a FAIL, 2 bad input
+cockpit preflight [--profile P] [--checklist C] [--yes [--fix]] [--json]   exit 0 ok, 1 a FAIL, 2 bad input
+cockpit postflight [RUN_DIR|latest] [--checkpoint C] [--json]            exit 0 ok, 1 a FAIL, 2 bad input
 cockpit verify   RUN_DIR|CHECKPOINT     exit 0 valid, 1 invalid (with the reason)
 cockpit validate PROFILE [--set k=v]    exit 0 valid, 2 with every problem listed
 """
@@ -95,6 +97,12 @@ def _preflight():
     return preflight
 
 
+def _postflight_cmd():
+    from cockpit import postflight_cmd  # loads torch: only when asked
+
+    return postflight_cmd
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
         prog="cockpit", description="A terminal cockpit for language-model training runs."
@@ -136,6 +144,11 @@ def main(argv=None) -> int:
     r.add_argument(
         "--skip-preflight", action="store_true", help="launch without the pre-flight checklist"
     )
+    r.add_argument(
+        "--skip-postflight",
+        action="store_true",
+        help="no post-flight checks (perplexity, generations, samples) after the run",
+    )
     r.add_argument("--run-dir", help="run directory (default logs/<YYYYmmdd-HHMMSS>-<profile>)")
     display_opts(r)
     r.set_defaults(fn=lambda a: _launch().cmd_run(a))
@@ -155,6 +168,14 @@ def main(argv=None) -> int:
         "--fix", action="store_true", help="with --yes: apply a failing step's fix, re-run it"
     )
     pf.set_defaults(fn=lambda a: _preflight().cmd_preflight(a))
+    po = sub.add_parser(
+        "postflight", help="check a finished run: perplexity, generations, samples (seed 000_)"
+    )
+    po.add_argument("run_dir", nargs="?", default="latest", help="run directory, run id or latest")
+    po.add_argument("--checkpoint", help="this checkpoint instead of the best (or final) one")
+    po.add_argument("--checklist", help="checklist name or path (default: postflight)")
+    po.add_argument("--json", action="store_true", help="print one JSON object")
+    po.set_defaults(fn=lambda a: _postflight_cmd().cmd_postflight(a))
     rs = sub.add_parser("runs", help="list the runs under logs/ with their status")
     rs.add_argument("--logs", default="logs", help="where the run directories are (default logs)")
     rs.set_defaults(fn=lambda a: _launch().cmd_runs(a))

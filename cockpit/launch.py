@@ -83,9 +83,12 @@ def _follow(session: Session, printer: HeadlessPrinter, on_ctrl_c) -> int | None
 # commands
 
 
-def _preflight(args, p):
-    """Run the pre-flight before a run: (context, results), or an exit code when it
-    failed or was not confirmed. Headless (or --yes) prints; a terminal gets the screen."""
+def _use_tui(args) -> bool:
+    return not args.headless and sys.stdout.isatty()
+
+
+def _preflight_printed(args):
+    """The pre-flight without questions: (context, results), or an exit code."""
     from cockpit import preflight as pf
 
     try:
@@ -93,15 +96,7 @@ def _preflight(args, p):
     except ProfileError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if not args.headless and not args.yes and sys.stdout.isatty():
-        from cockpit.screens.preflight import run_wizard
-
-        results = run_wizard(cl, ctx, launch=True)
-        if results is None:
-            print("cockpit: pre-flight not confirmed; nothing launched", file=sys.stderr)
-            return 1
-    else:
-        results = pf.run_printed(cl, ctx, fix=args.fix)
+    results = pf.run_printed(cl, ctx, fix=args.fix)
     if pf.overall(results) == "FAIL":
         print(
             "cockpit: pre-flight FAILED; nothing launched. Fix what it says "
@@ -113,6 +108,28 @@ def _preflight(args, p):
     return ctx, results
 
 
+def _launch(args, p, health, sets: list[str], checked=None) -> Session:
+    """Make the run directory (with preflight.json), start the trainer, follow it."""
+    run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(p.name)
+    if checked is not None:
+        from cockpit.preflight import save
+
+        save(run_dir, *checked)
+    trainer = Trainer.launch(trainer_command(args.profile, run_dir, sets), run_dir)
+    return Session(run_dir, trainer, health, notify=False)
+
+
+def _postflight(args, session: Session) -> None:
+    """Seed 000_'s checks on the finished run's best checkpoint; they never change the
+    run's exit code."""
+    if args.skip_postflight or session.model.status not in OK_STATUSES:
+        return
+    from cockpit.postflight_cmd import postflight_after_run
+
+    print(f"cockpit: post-flight on {session.run_dir} (skip with --skip-postflight)", flush=True)
+    postflight_after_run(session.run_dir)
+
+
 def cmd_run(args) -> int:
     try:
         p = load_profile(args.profile, args.set)
@@ -122,25 +139,45 @@ def cmd_run(args) -> int:
     health = _health(args.health)
     if health is None:
         return 2
-    sets = list(args.set)
-    checked = None
     if args.skip_preflight:
         print(
             "cockpit: --skip-preflight: no data, secrets, sizing, memory or disk checks",
             file=sys.stderr,
         )
-    else:
-        checked = _preflight(args, p)
+    tui = _use_tui(args)
+    if tui and not args.skip_preflight and not args.yes:
+        from cockpit import preflight as pf
+        from cockpit.screens.preflight import run_wizard
+
+        try:
+            cl, ctx = pf.prepare(args.profile, args.set, getattr(args, "checklist", None))
+        except ProfileError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        sessions: list[Session] = []
+
+        def launcher(ctx, results) -> Session:
+            sessions.append(_launch(args, ctx.profile, health, ctx.sets, (ctx, results)))
+            return sessions[-1]
+
+        code = run_wizard(cl, ctx, launcher)
+        if sessions:
+            _postflight(args, sessions[-1])
+        return code
+    sets, checked = list(args.set), None
+    if not args.skip_preflight:
+        checked = _preflight_printed(args)
         if isinstance(checked, int):
             return checked
         sets = checked[0].sets  # a fix may point the run at redacted copies
-    run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(p.name)
-    if checked is not None:
-        from cockpit.preflight import save
+    session = _launch(args, p, health, sets, checked)
+    if tui:
+        from cockpit.app import run_tui
 
-        save(run_dir, *checked)
-    trainer = Trainer.launch(trainer_command(args.profile, run_dir, sets), run_dir)
-    session = Session(run_dir, trainer, health, notify=False)
+        code = run_tui("monitor", session=session)
+        _postflight(args, session)
+        return code
+    trainer, run_dir = session.trainer, session.run_dir
     printer = HeadlessPrinter(session.model, every_s=args.every)
     printer.say(
         f"cockpit: training '{p.name}' in {run_dir} (pid {trainer.pid}; log {run_dir / 'stdout.log'})"
@@ -166,7 +203,9 @@ def cmd_run(args) -> int:
         last_press[0] = t
         return "stay"
 
-    return _follow(session, printer, on_ctrl_c)
+    code = _follow(session, printer, on_ctrl_c)
+    _postflight(args, session)
+    return code
 
 
 def cmd_watch(args) -> int:

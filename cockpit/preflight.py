@@ -11,11 +11,14 @@ import json
 import os
 import shlex
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from cockpit.checklist import Checklist, StepResult, load_checklist, overall, run_checklist
 from cockpit.checks import Context, all_kinds
 from core.config import ProfileError, load_profile
+
+PROFILES_DIR = Path(__file__).resolve().parents[1] / "profiles"
 
 ICONS = {"PASS": "✓", "WARN": "!", "FAIL": "✗", "SKIP": "-", "RUNNING": "…", "PENDING": " "}
 STYLES = {"PASS": "green", "WARN": "yellow", "FAIL": "bold red", "SKIP": "dim"}
@@ -56,6 +59,40 @@ def launch_command(ctx: Context) -> str:
     for s in ctx.sets:
         cmd += ["--set", s]
     return shlex.join(cmd)
+
+
+@dataclass(frozen=True)
+class ProfileChoice:
+    ref: str  # what --profile takes
+    name: str
+    description: str  # the profile file's opening comment, first sentence
+    params: int | None  # None: the profile does not load
+    budget: str  # "300 steps" or "50 epochs"
+
+
+def profile_choices(profiles_dir: Path = PROFILES_DIR) -> list[ProfileChoice]:
+    """Every profile in profiles/ for the picker (seed 003_ step 7), sizes included."""
+    from cockpit.checks_run import param_counts
+
+    out = []
+    for f in sorted(profiles_dir.glob("*.yaml")):
+        lines = []
+        for line in f.read_text(encoding="utf-8", errors="replace").splitlines():
+            if not line.startswith("#"):
+                break
+            lines.append(line.lstrip("# ").rstrip())
+        desc = " ".join(x for x in lines if x and not x.startswith(("python ", "cockpit ")))
+        desc = desc.split(". ")[0].rstrip(".")
+        try:
+            p = load_profile(str(f))
+            n = param_counts(p)[0]
+            t = p.train
+            budget = f"{t.max_steps:,} steps" if t.max_steps else f"{t.epochs} epochs"
+        except ProfileError:
+            out.append(ProfileChoice(f.stem, f.stem, desc, None, "does not load"))
+            continue
+        out.append(ProfileChoice(f.stem, p.name, desc, n, budget))
+    return out
 
 
 # -----------------------------------------------------------------------------
@@ -225,7 +262,7 @@ def cmd_preflight(args) -> int:
     if not args.yes and not args.json and sys.stdout.isatty():
         from cockpit.screens.preflight import run_wizard
 
-        return run_wizard(cl, ctx, launch=False)
+        return run_wizard(cl, ctx)
     if args.json:
         results = run_checklist(cl, ctx, fix=args.fix)
         print(json.dumps(to_json(ctx, results), indent=1, allow_nan=False))

@@ -92,6 +92,7 @@ def test_headless_plain_lines_when_not_a_terminal(run_dirs):
             "run",
             "--headless",
             "--skip-preflight",
+            "--skip-postflight",
             "--every",
             "1",
         ]
@@ -158,6 +159,7 @@ def test_headless_progress_bar_on_a_terminal(run_dirs):
             "run",
             "--headless",
             "--skip-preflight",
+            "--skip-postflight",
             "--run-dir",
             str(d),
         ]
@@ -201,6 +203,7 @@ def test_a_trainer_failure_shows_its_reason_and_exit_code(run_dirs):
             "run",
             "--headless",
             "--skip-preflight",
+            "--skip-postflight",
             "--run-dir",
             str(d),
         ]
@@ -218,7 +221,13 @@ def test_a_trainer_failure_shows_its_reason_and_exit_code(run_dirs):
 def test_kill_9_on_the_cockpit_leaves_training_running_and_watch_reattaches(run_dirs):
     d = run_dirs("detach")
     p = start_cockpit(
-        "run", "--headless", "--skip-preflight", "--run-dir", str(d), *sets(*ENDLESS_WALKS)
+        "run",
+        "--headless",
+        "--skip-preflight",
+        "--skip-postflight",
+        "--run-dir",
+        str(d),
+        *sets(*ENDLESS_WALKS),
     )
     out = Output(p)
     out.wait_for("eval  step 200/")
@@ -270,7 +279,7 @@ def test_watch_finds_a_trainer_started_without_the_cockpit(run_dirs):
 def test_a_stopped_trainer_raises_a_stall_with_a_stack_dump(run_dirs):
     d = run_dirs("stall")
     p = start_cockpit(
-        "run", "--headless", "--skip-preflight", "--run-dir", str(d), "--health", "stall_min_s=3",
+        "run", "--headless", "--skip-preflight", "--skip-postflight", "--run-dir", str(d), "--health", "stall_min_s=3",
         *sets(*ENDLESS_WALKS, "train.heartbeat_s=0.5"),
     )  # fmt: skip
     out = Output(p)
@@ -292,7 +301,13 @@ def test_a_stopped_trainer_raises_a_stall_with_a_stack_dump(run_dirs):
 def test_sigkill_on_the_trainer_is_a_crash_with_its_exit_code(run_dirs, tmp_path):
     d = run_dirs("crash")
     p = start_cockpit(
-        "run", "--headless", "--skip-preflight", "--run-dir", str(d), *sets(*ENDLESS_WALKS)
+        "run",
+        "--headless",
+        "--skip-preflight",
+        "--skip-postflight",
+        "--run-dir",
+        str(d),
+        *sets(*ENDLESS_WALKS),
     )
     out = Output(p)
     out.wait_for("eval  step 100/")
@@ -314,7 +329,13 @@ def test_sigkill_on_the_trainer_is_a_crash_with_its_exit_code(run_dirs, tmp_path
 def test_ctrl_c_stops_gracefully_and_twice_kills(run_dirs):
     d = run_dirs("ctrlc")
     p = start_cockpit(
-        "run", "--headless", "--skip-preflight", "--run-dir", str(d), *sets(*ENDLESS_WALKS)
+        "run",
+        "--headless",
+        "--skip-preflight",
+        "--skip-postflight",
+        "--run-dir",
+        str(d),
+        *sets(*ENDLESS_WALKS),
     )
     out = Output(p)
     out.wait_for("eval  step 100/")
@@ -327,7 +348,13 @@ def test_ctrl_c_stops_gracefully_and_twice_kills(run_dirs):
 
     d2 = run_dirs("ctrlc2")
     p = start_cockpit(
-        "run", "--headless", "--skip-preflight", "--run-dir", str(d2), *sets(*ENDLESS_WALKS)
+        "run",
+        "--headless",
+        "--skip-preflight",
+        "--skip-postflight",
+        "--run-dir",
+        str(d2),
+        *sets(*ENDLESS_WALKS),
     )
     out = Output(p)
     out.wait_for("eval  step 100/")
@@ -346,6 +373,7 @@ def test_runs_lists_every_run_with_its_status(run_dirs, tmp_path):
         "run",
         "--headless",
         "--skip-preflight",
+        "--skip-postflight",
         "--run-dir",
         str(done),
         *sets(*TINY_WALKS, "train.epochs=1"),
@@ -353,7 +381,13 @@ def test_runs_lists_every_run_with_its_status(run_dirs, tmp_path):
     assert r.returncode == 0, r.stdout
     live = run_dirs("live")
     p = start_cockpit(
-        "run", "--headless", "--skip-preflight", "--run-dir", str(live), *sets(*ENDLESS_WALKS)
+        "run",
+        "--headless",
+        "--skip-preflight",
+        "--skip-postflight",
+        "--run-dir",
+        str(live),
+        *sets(*ENDLESS_WALKS),
     )
     out = Output(p)
     out.wait_for("eval  step 100/")
