@@ -156,6 +156,7 @@ class StepResult:
             "message": self.message,
             "figures": self.figures,
             "findings": self.findings,
+            "seconds": None if self.seconds is None else round(self.seconds, 3),
         }
         if self.fixed is not None:
             d["fixed"] = self.fixed

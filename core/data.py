@@ -67,7 +67,8 @@ def read_documents(path: Path, text_column: str) -> Iterator[str]:
                 "Set data.text_column to the column that holds the text."
             )
         try:
-            for batch in pf.iter_batches(columns=[text_column]):
+            # 2048 rows a batch, not pyarrow's 65536: long documents would hold GBs at once
+            for batch in pf.iter_batches(batch_size=2048, columns=[text_column]):
                 for v in batch.column(0).to_pylist():
                     if v:
                         yield str(v)

@@ -102,7 +102,7 @@ def test_preflight_json_and_exit_codes(tmp_path):
     dataset, disk, gpu = steps["dataset"], steps["disk"], steps["gpu"]
     assert dataset["status"] == "SKIP" and "walks: made on the fly" in dataset["message"]
     assert steps["tokenizer"]["status"] == steps["compression"]["status"] == "SKIP"
-    assert set(disk) == {"id", "title", "status", "message", "figures", "findings"}
+    assert set(disk) == {"id", "title", "status", "message", "figures", "findings", "seconds"}
     assert disk["figures"]["free_mib"] > disk["figures"]["need_mib"] > 0
     # this machine has no GPU: fine for a CPU profile, a FAIL for one that asks for CUDA
     assert gpu["status"] == "PASS" and gpu["message"].startswith("no GPU (")
