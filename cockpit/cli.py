@@ -150,6 +150,18 @@ def main(argv=None) -> int:
         help="no post-flight checks (perplexity, generations, samples) after the run",
     )
     r.add_argument("--run-dir", help="run directory (default logs/<YYYYmmdd-HHMMSS>-<profile>)")
+    r.add_argument(
+        "--format",
+        choices=("auto", "nanogpt", "nanochat", "hf", "lightning", "jsonl", "kv"),
+        default="auto",
+        help="with -- CMD: how to read its stdout (default: detect from the first lines)",
+    )
+    r.add_argument(
+        "cmd",
+        nargs=argparse.REMAINDER,
+        metavar="-- CMD",
+        help="run any training command instead of a profile; its stdout becomes events",
+    )
     display_opts(r)
     r.set_defaults(fn=lambda a: _launch().cmd_run(a))
     w = sub.add_parser(

@@ -131,6 +131,11 @@ def _postflight(args, session: Session) -> None:
 
 
 def cmd_run(args) -> int:
+    cmd = list(getattr(args, "cmd", None) or [])
+    if cmd[:1] == ["--"]:
+        cmd = cmd[1:]
+    if cmd:
+        return cmd_run_wrapped(args, cmd)
     try:
         p = load_profile(args.profile, args.set)
     except ProfileError as e:
@@ -145,7 +150,7 @@ def cmd_run(args) -> int:
             file=sys.stderr,
         )
     tui = _use_tui(args)
-    if tui and not args.skip_preflight and not args.yes:
+    if tui and not args.skip_preflight:
         from cockpit import preflight as pf
         from cockpit.screens.preflight import run_wizard
 
@@ -160,7 +165,9 @@ def cmd_run(args) -> int:
             sessions.append(_launch(args, ctx.profile, health, ctx.sets, (ctx, results)))
             return sessions[-1]
 
-        code = run_wizard(cl, ctx, launcher)
+        # --yes: the screen still shows the checks, then launches unless one failed
+        auto = ("fix" if args.fix else True) if args.yes else False
+        code = run_wizard(cl, ctx, launcher, auto=auto)
         if sessions:
             _postflight(args, sessions[-1])
         return code
@@ -177,16 +184,22 @@ def cmd_run(args) -> int:
         code = run_tui("monitor", session=session)
         _postflight(args, session)
         return code
+    code = _headless(args, session, f"training '{p.name}'")
+    _postflight(args, session)
+    return code
+
+
+def _headless(args, session: Session, what: str, wrapped: bool = False) -> int:
+    """Follow a launched run with plain lines; Ctrl+C stops it (twice: kills it)."""
     trainer, run_dir = session.trainer, session.run_dir
     printer = HeadlessPrinter(session.model, every_s=args.every)
-    printer.say(
-        f"cockpit: training '{p.name}' in {run_dir} (pid {trainer.pid}; log {run_dir / 'stdout.log'})"
-    )
+    printer.say(f"cockpit: {what} in {run_dir} (pid {trainer.pid}; log {run_dir / 'stdout.log'})")
     printer.say(
         "cockpit: Ctrl+C stops the run gracefully; closing this terminal does not "
         f"(re-attach with: cockpit watch {run_dir})"
     )
     last_press = [-1e9]
+    saves = "it saves a checkpoint and exits 130" if not wrapped else "what it does is its own"
 
     def on_ctrl_c(t: float) -> str:
         if not trainer.alive():
@@ -197,15 +210,39 @@ def cmd_run(args) -> int:
         else:
             trainer.signal(signal.SIGINT)
             printer.say(
-                "cockpit: Ctrl+C: asking the trainer to stop gracefully (it saves a checkpoint "
-                f"and exits 130); press Ctrl+C again within {HARD_KILL_WINDOW_S:.0f} s to kill it"
+                f"cockpit: Ctrl+C: asking the trainer to stop gracefully ({saves}); press "
+                f"Ctrl+C again within {HARD_KILL_WINDOW_S:.0f} s to kill it"
             )
         last_press[0] = t
         return "stay"
 
-    code = _follow(session, printer, on_ctrl_c)
-    _postflight(args, session)
-    return code
+    return _follow(session, printer, on_ctrl_c)
+
+
+def cmd_run_wrapped(args, cmd: list[str]) -> int:
+    """`cockpit run [--format F] -- CMD...`: any trainer; its stdout becomes events."""
+    from cockpit.adapters.runinfo import command_name
+    from cockpit.wrap import launch_wrapped
+
+    health = _health(args.health)
+    if health is None:
+        return 2
+    run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(command_name(cmd))
+    try:
+        trainer, adapting = launch_wrapped(cmd, run_dir, args.format)
+    except (ValueError, RuntimeError, OSError) as e:
+        print(f"error: cannot run {cmd[0]!r}: {e}", file=sys.stderr)
+        return 2
+    adapting.start()
+    session = Session(run_dir, trainer, health, notify=False)
+    try:
+        if _use_tui(args):
+            from cockpit.app import run_tui
+
+            return run_tui("monitor", session=session)
+        return _headless(args, session, f"running `{' '.join(cmd)}`", wrapped=True)
+    finally:
+        adapting.stop()
 
 
 def cmd_watch(args) -> int:
@@ -221,7 +258,23 @@ def cmd_watch(args) -> int:
     health = _health(args.health)
     if health is None:
         return 2
-    session = Session(run_dir, Trainer.find(run_dir), health, notify=False)
+    from cockpit.wrap import attach_wrapped
+
+    trainer = Trainer.find(run_dir)
+    adapting = attach_wrapped(
+        run_dir, trainer
+    )  # a wrapped run: go on turning its stdout into events
+    if adapting is not None:
+        adapting.start()
+    try:
+        return _watch(args, Session(run_dir, trainer, health, notify=False))
+    finally:
+        if adapting is not None:
+            adapting.stop()
+
+
+def _watch(args, session: Session) -> int:
+    run_dir = session.run_dir
     printer = HeadlessPrinter(session.model, every_s=args.every)
     printer.say(f"cockpit: watching {run_dir}")
     if not (run_dir / "events.jsonl").exists():

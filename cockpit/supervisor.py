@@ -16,8 +16,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -110,6 +112,12 @@ class Trainer:
     create_time: float | None
     proc: subprocess.Popen | None = None  # set only in the cockpit that launched it
     exit_code: int | None = None
+    # called once, when alive() first finds the process gone, with the exit code when known
+    # and before supervisor.json records it (a wrapped run writes its run_end there); another
+    # thread's alive() returns False only once it has returned
+    on_exit: Callable[[Trainer], None] | None = field(default=None, repr=False, compare=False)
+    _exit_seen: bool = field(default=False, repr=False, compare=False)
+    _exit_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
     def launch(cls, cmd: list[str], run_dir: Path, cwd: Path | None = None) -> Trainer:
@@ -168,15 +176,25 @@ class Trainer:
     def alive(self) -> bool:
         if self.proc is not None:
             if self.proc.poll() is not None:
-                if self.exit_code is None:
-                    self.exit_code = exit_code_of(self.proc.returncode)
-                    self._write_info(ended=time.time())
+                with self._exit_lock:
+                    if self.exit_code is None:
+                        self.exit_code = exit_code_of(self.proc.returncode)
+                        self._exited()
+                        self._write_info(ended=time.time())
                 return False
             return True
         alive = pid_is(self.pid, self.create_time)
-        if not alive and self.exit_code is None:
-            self._exit_code_from_info()
+        if not alive:
+            with self._exit_lock:
+                if self.exit_code is None:
+                    self._exit_code_from_info()
+                self._exited()
         return alive
+
+    def _exited(self) -> None:
+        if self.on_exit is not None and not self._exit_seen:
+            self._exit_seen = True
+            self.on_exit(self)
 
     def signal(self, sig: int) -> bool:
         """Send `sig` to the trainer; False when it is already gone."""

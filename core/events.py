@@ -5,12 +5,30 @@ Every event is a frozen dataclass written as one JSON object per line in
 and `type`. Readers ignore unknown fields and unknown types, and skip a torn
 last line until it is complete.
 
-Any training loop can write exact events with a few lines:
+Any training loop can write exact events with a few lines (rank 0 only; a
+figure you do not have is None), and `cockpit watch logs/my-run` shows them
+live, replays them later, and lists the run in `cockpit runs`:
 
-    from core.events import JsonlSink, Step
-    sink = JsonlSink("logs/my-run/events.jsonl")
-    sink.write(Step(step=1, epoch=0, loss=3.2, lr=3e-4, grad_norm=1.1, tokens=4096,
-                    step_ms=120.0, tokens_per_s=34000.0))
+    import os, time
+    from core.events import JsonlSink, RunEnd, RunStart, Step
+
+    os.makedirs("logs/my-run", exist_ok=True)
+    sink = JsonlSink("logs/my-run/events.jsonl")  # appends; one flushed line per event
+    sink.write(RunStart(run_id="my-run", profile="my-loop", pid=os.getpid(), device="cpu",
+                        world_size=1, dtype="float32", n_params=None, tokens_per_step=4096,
+                        total_steps=100, total_epochs=None))
+    t0 = time.time()
+    for step in range(1, 101):
+        t = time.perf_counter()
+        loss = 4.0 / step**0.5  # your forward, backward and optimizer step
+        ms = (time.perf_counter() - t) * 1000
+        sink.write(Step(step=step, epoch=0, loss=loss, lr=3e-4, grad_norm=None,
+                        tokens=step * 4096, step_ms=ms, tokens_per_s=4096 / max(ms, 1e-6) * 1000))
+    sink.write(RunEnd(status="completed", step=100, reason="done", wall_s=time.time() - t0))
+    sink.close()
+
+docs/events-from-your-loop.md has the rest: evals, checkpoints, DDP, and
+StdoutSink for a loop that is run as `cockpit run --format jsonl -- CMD`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,131 @@
+"""Generic `key=value` (or `key: value`) lines, the format of many hand-written loops:
+
+    step=100 loss=2.3141 lr=3.0e-04 grad_norm=0.91 tok/s=41250 dt=0.123
+    epoch 1 | step: 200 | loss: 2.1012 | time: 98.2ms
+    step=1000 val_loss=2.2871
+
+A line with a step number (`step`, `iter`, `global_step`, ...) and a loss is a
+step event; a line with a validation loss (`val_loss`, `eval_loss`, ...) is an
+eval. Figures are read by their usual names (cockpit.adapters.common.KEYS); a
+unit glued to a number is honoured (`dt: 98.2ms`, `time=1.2s`, `mfu=41%`);
+`dt`/`time` without a unit are seconds.
+
+Speed: a loop prints the same keys in the same order every time, so the shape
+of a line that gave events (its text with the numbers taken out) becomes an
+anchored pattern; the next lines of that shape are one match, not a search for
+pairs. A line of another shape takes the search, and may become a shape too.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from cockpit.adapters.common import KEYS, KV, field_of, generic, mfu_from, ppl
+
+NAME = "kv"
+MAX_SHAPES = 4
+
+
+def _number(v: str) -> float:
+    return float(v) if "," not in v else float(v.replace(",", ""))
+
+
+def detect(line: str) -> bool:
+    if "=" not in line and ":" not in line:
+        return False
+    fields = {KEYS.get(m[1].lower()) for m in KV.finditer(line)}
+    return "step" in fields and ("loss" in fields or "val_loss" in fields)
+
+
+# inside a shape the numbers sit between fixed texts: a plainer pattern does
+SHAPE_VALUE = r"([-+]?[\d.][\d.,eE+-]*|nan|inf)(ms|s|%)?"
+PLAIN = ("lr", "grad_norm", "tokens_per_s", "step_ms")
+
+
+class Shape:
+    """Lines like one that gave events: an anchored pattern, and where each field's
+    first value sits in it, so that a line of this shape makes the events build()
+    would make from it, without the search and the name lookups."""
+
+    def __init__(self, line: str, pairs: list[re.Match]):
+        parts, at, self.at = [], 0, {}
+        for i, m in enumerate(pairs):
+            parts.append(r"\s+".join(re.escape(w) for w in line[at : m.start(2)].split(" ")))
+            parts.append(SHAPE_VALUE)
+            at = m.end()
+            f = field_of(m[1])
+            if f is not None and f not in self.at:
+                self.at[f] = i  # value i is group 2i, its unit group 2i+1
+        parts.append(r"\s+".join(re.escape(w) for w in line[at:].split(" ")) + "$")
+        self.rx = re.compile("".join(parts))
+        at = self.at
+        self.steps = "step" in at and "loss" in at
+        self.plain = [(k, at[k]) for k in PLAIN if k in at]
+        self.step_s = at.get("step_s") if "step_ms" not in at else None
+
+    def events(self, line: str, last_step: int) -> tuple[list[dict], int] | None:
+        """(events, the step now) for a line of this shape; None when it is not one (or
+        has a figure this fast path does not take: the caller searches it)."""
+        m = self.rx.match(line)
+        if m is None:
+            return None
+        gs = m.groups("")
+        try:
+            x = [float(v) for v in gs[0::2]]
+        except ValueError:
+            return None  # 1,234.5: the search reads it
+        at, out = self.at, []
+        step = last_step
+        if "step" in at:
+            s = x[at["step"]]
+            if not math.isfinite(s):
+                return None
+            step = int(s)
+        if self.steps:
+            ev = {"type": "step", "step": step, "loss": x[at["loss"]]}
+            for k, i in self.plain:
+                ev[k] = x[i]
+            if self.step_s is not None:
+                i = self.step_s
+                ev["step_ms"] = x[i] * (1.0 if gs[2 * i + 1] == "ms" else 1000.0)
+            for k in ("tokens", "epoch"):
+                if k in at and math.isfinite(x[at[k]]):
+                    ev[k] = int(x[at[k]])
+            if "mfu" in at:
+                mfu = mfu_from(x[at["mfu"]], gs[2 * at["mfu"] + 1])
+                if mfu is not None:
+                    ev["mfu"] = mfu
+            out.append(ev)
+        if "val_loss" in at:
+            vl = x[at["val_loss"]]
+            out.append({"type": "eval", "step": step, "val_loss": vl, "val_ppl": ppl(vl)})
+        return out, step
+
+
+class Parser:
+    def __init__(self):
+        self.info: dict = {}
+        self.step = 0
+        self._shapes: list[Shape] = []  # rebuilt from the lines, not saved
+
+    def feed(self, line: str) -> list[dict] | None:
+        if "=" not in line and ":" not in line:
+            return None
+        for sh in self._shapes:
+            got = sh.events(line, self.step)
+            if got is not None:
+                out, self.step = got
+                return out or None
+        pairs = list(KV.finditer(line))
+        if not pairs:
+            return None
+        out, self.step = generic([(m[1], _number(m[2]), m[3] or "") for m in pairs], self.step)
+        if out:
+            if len(self._shapes) >= MAX_SHAPES:
+                del self._shapes[0]
+            self._shapes.append(Shape(line, pairs))
+        return out or None
+
+    def flush(self) -> list[dict]:
+        return []
