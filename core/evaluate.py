@@ -37,17 +37,26 @@ def autocast(device: torch.device, dtype: torch.dtype):
 
 
 @torch.no_grad()
-def val_loss(model, val, p: Profile, device, dtype) -> float:
-    """Mean loss over `val_batches` batches spread evenly over the val windows."""
+def val_loss(model, val, p: Profile, device, dtype, rank: int = 0, world: int = 1) -> float:
+    """Mean loss over `val_batches` global batches (batch_size x world windows each)
+    spread evenly over the val windows, so one process and N ranks with the same
+    global batch score the same windows. Under DDP each rank takes every world-th
+    chunk of batch_size windows and the sums are all-reduced: every rank must call."""
     B = p.train.batch_size
-    n = min(len(val), p.eval.val_batches * B)
+    n = min(len(val), p.eval.val_batches * B * world)
     idx = np.linspace(0, len(val) - 1, n).round().astype(np.int64)
     losses = []
-    for i in range(0, n, B):
+    for i in range(rank * B, n, B * world):
         rows = val.batch(idx[i : i + B]).to(device)
         with autocast(device, dtype):
             losses.append(model(rows[:, :-1], rows[:, 1:]).item())
-    return float(np.mean(losses))
+    if world == 1:
+        return float(np.mean(losses))
+    import torch.distributed as dist
+
+    tot = torch.tensor([sum(losses), len(losses)], dtype=torch.float64, device=device)
+    dist.all_reduce(tot)
+    return float(tot[0] / tot[1])
 
 
 @torch.no_grad()
@@ -121,15 +130,28 @@ def text_samples(model, tok, p: Profile, device, dtype, step: int) -> tuple[dict
 
 
 def evaluate(
-    model, val, p: Profile, device, dtype, step: int, graph=None, val_walks=None, tok=None
+    model,
+    val,
+    p: Profile,
+    device,
+    dtype,
+    step: int,
+    graph=None,
+    val_walks=None,
+    tok=None,
+    rank: int = 0,
+    world: int = 1,
 ) -> EvalResult:
+    """Val loss on every rank (shared out, see val_loss); gate metrics and samples
+    on rank 0 only (the other ranks get empty ones and rank 0's verdict)."""
     was_training = model.training
     model.eval()
     try:
-        vl = val_loss(model, val, p, device, dtype)
-        if graph is not None:
+        vl = val_loss(model, val, p, device, dtype, rank, world)
+        metrics, samples = {}, []
+        if rank == 0 and graph is not None:
             metrics, samples = gate_walks(model, graph, val_walks, p, device, dtype)
-        else:
+        elif rank == 0:
             metrics, samples = text_samples(model, tok, p, device, dtype, step)
     finally:
         model.train(was_training)

@@ -82,12 +82,9 @@ def set_rng_state(s: dict) -> None:
         torch.cuda.set_rng_state_all(s["cuda"])
 
 
-def resume(
-    resume_path: Path | None, ckpt_dir: Path, tok_hash: str, cfg_hash: str, model, opt, sink, say
-) -> RunProgress | None:
-    """Load the checkpoint to resume from (the newest that verifies when none is
-    named, skipping corrupt ones with a warning) into model, optimizer and RNGs.
-    Returns its RunProgress, or None when there is nothing to resume."""
+def resume_from(resume_path: Path | None, ckpt_dir: Path, sink, say) -> Path | None:
+    """The checkpoint to resume from: the one named (it must verify), else the newest
+    that verifies, skipping corrupt ones with a warning; None when there is none."""
     if resume_path is None:
         resume_path, skipped = C.find_resume(ckpt_dir)
         for why in skipped:
@@ -99,7 +96,13 @@ def resume(
         raise DataError(f"--resume {resume_path}: {why}")
     if resume_path is None:
         say("resume: no checkpoint to resume from; starting fresh")
-        return None
+    return resume_path
+
+
+def load_resume(
+    resume_path: Path, tok_hash: str, cfg_hash: str, model, opt, sink, say
+) -> RunProgress:
+    """Load a checkpoint (already chosen and verified) into model, optimizer and RNGs."""
     state = C.load(resume_path)
     if state["tokenizer_hash"] != tok_hash:
         raise DataError(
@@ -123,3 +126,42 @@ def resume(
         )
     )
     return prog
+
+
+def save_checkpoint(
+    ckpt_dir: Path, keep_last: int, model, opt, prog: RunProgress, tags, val_loss, tokens, hashes,
+    sink,
+) -> None:  # fmt: skip
+    """Save the full state (rank 0 only) with its sidecar (`tokens` seen so far), apply
+    retention, and write the checkpoint event. `hashes`: (config hash, tokenizer hash)."""
+    cfg_hash, tok_hash = hashes
+    state = {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "rng": rng_state(),
+        "progress": vars(prog),
+        "step": prog.step,
+        "config_hash": cfg_hash,
+        "tokenizer_hash": tok_hash,
+    }
+    meta = {
+        "step": prog.step,
+        "epoch": prog.epoch,
+        "tokens": tokens,
+        "val_loss": val_loss,
+        "tags": ["latest", *tags],
+        "config_hash": cfg_hash,
+        "tokenizer_hash": tok_hash,
+    }
+    s = C.save(ckpt_dir, state, meta)
+    C.retain(ckpt_dir, keep_last)
+    sink.write(
+        E.Checkpoint(
+            step=prog.step,
+            path=str(s.path),
+            bytes=s.bytes,
+            sha256=s.sha256,
+            seconds=s.seconds,
+            tags=meta["tags"],
+        )
+    )

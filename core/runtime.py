@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,6 +67,85 @@ def setup_dist(device_pref: str) -> tuple[Dist, torch.device]:
         torch.cuda.set_device(d.local_rank)
         return d, torch.device("cuda", d.local_rank)
     return d, torch.device("cpu")
+
+
+# Every helper below is a no-op for one process, so the loop calls them without
+# branching on the world size. All ranks must call them at the same point.
+
+
+def share(d: Dist, obj):
+    """Rank 0's `obj` on every rank (a run directory, a resume path, an eval's verdict):
+    a value that each rank would work out for itself can differ between them."""
+    if d.world_size == 1:
+        return obj
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+@contextmanager
+def local_rank_first(d: Dist):
+    """Local rank 0 goes first (it builds the token cache, trains the tokenizer), the
+    other ranks of its node wait, then read what it wrote instead of racing it."""
+    import torch.distributed as dist
+
+    if d.world_size > 1 and d.local_rank != 0:
+        dist.barrier()
+    yield
+    if d.world_size > 1 and d.local_rank == 0:
+        dist.barrier()
+
+
+def agree(d: Dist, device: torch.device, stop: int | None, save: bool) -> tuple[int | None, bool]:
+    """(stop signal, save now) as any rank asked: torchrun forwards SIGINT/SIGTERM to
+    every rank but each sees it at its own moment, and SIGUSR1 may reach only one.
+    Ranks that stopped after different steps would wait in a collective forever."""
+    if d.world_size == 1:
+        return stop, save
+    import torch.distributed as dist
+
+    flags = torch.tensor([stop or 0, int(save)], dtype=torch.int64, device=device)
+    dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+    s, v = flags.tolist()
+    return (s or None), bool(v)
+
+
+def wrap_ddp(model: torch.nn.Module, d: Dist, device: torch.device) -> torch.nn.Module:
+    """DDP under torchrun (the model unchanged for one process). Gradients are averaged
+    over ranks in the backward. Buffers are not re-broadcast in each forward: the only
+    ones are the fixed rotary tables, and a collective there would make a fast rank wait
+    inside its forward and blur the per-rank fwd_ms that shows a straggler."""
+    if d.world_size == 1:
+        return model
+    import inspect
+
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    # torch 2.13 renamed broadcast_buffers (a FutureWarning) to forward_sync_buffers
+    params = inspect.signature(DDP.__init__).parameters
+    no_sync = "forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers"
+    ids = [d.local_rank] if device.type == "cuda" else None
+    return DDP(model, device_ids=ids, **{no_sync: False})
+
+
+def end_dist(d: Dist, sync: bool) -> None:
+    """Leave the process group. `sync`: wait for every rank first, so no rank exits
+    (and makes torchrun stop the others) while rank 0 still saves or writes the result;
+    not after an error, when the other ranks may be inside a collective that never ends."""
+    if d.world_size == 1:
+        return
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        return
+    try:
+        if sync:
+            dist.barrier()
+        dist.destroy_process_group()
+    except Exception:
+        pass  # a peer is already gone: nothing left to leave cleanly
 
 
 def pick_dtype(pref: str, device: torch.device) -> torch.dtype:

@@ -19,16 +19,28 @@ import torch
 import torch.distributed
 import yaml
 
-from core import checkpoint as C
 from core import events as E
 from core.config import Profile, ProfileError, config_hash, load_profile, to_dict
 from core.data import load_data
 from core.errors import DataError
 from core.evaluate import autocast, evaluate, record_eval
 from core.model import GPT, GPTConfig
+from core.ranklog import FwdTimer, rank_log
 from core.report import write_report, write_result
-from core.runstate import RunProgress, resolve_run_dir, resume, rng_state
-from core.runtime import HeartbeatThread, Signals, environment, peak_flops, pick_dtype, setup_dist
+from core.runstate import RunProgress, load_resume, resolve_run_dir, resume_from, save_checkpoint
+from core.runtime import (
+    HeartbeatThread,
+    Signals,
+    agree,
+    end_dist,
+    environment,
+    local_rank_first,
+    peak_flops,
+    pick_dtype,
+    setup_dist,
+    share,
+    wrap_ddp,
+)
 
 # -----------------------------------------------------------------------------
 # arguments and the run directory
@@ -84,28 +96,34 @@ def main(argv=None) -> int:
 def run(args, p: Profile) -> int:
     dist, device = setup_dist(p.train.device)
     dtype = pick_dtype(p.train.dtype, device)
-    run_dir, resume_path = resolve_run_dir(args, p)
+    # rank 0's answer: another rank's clock may tick into the next second's run id
+    run_dir, resume_path = share(dist, resolve_run_dir(args, p))
     if dist.master:
         run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_dir = run_dir / "checkpoints"
+    # DDP: events, checkpoints, result and report are rank 0's; every rank writes its own
+    # ranks/rank-N.jsonl (core/ranklog.py) and dumps its stacks on SIGUSR2
     sink = E.JsonlSink(run_dir / "events.jsonl") if dist.master else E.NullSink()
-    sig = Signals(stacks_dir=run_dir / "stacks" if dist.master else None)
+    ranks = rank_log(run_dir, dist.rank, dist.local_rank, dist.world_size, device)
+    sig = Signals(stacks_dir=run_dir / "stacks" / ("" if dist.master else f"rank-{dist.rank}"))
     sig.install()
     t_start = time.time()
     say = print if dist.master else (lambda *a, **k: None)
     say(f"run dir: {run_dir}")
 
     def finish(
-        status: str, reason: str, prog: RunProgress, code: int, extra: dict | None = None
+        status: str, reason: str, prog: RunProgress, code: int, extra=None, sync=True
     ) -> int:
         wall = time.time() - t_start
         heart.close()
+        ranks.close(prog.step, status, code)
         if dist.master:
             sink.write(E.RunEnd(status=status, step=prog.step, reason=reason, wall_s=wall))
             write_result(run_dir, p, status, reason, prog, wall, summary, extra or {})
             write_report(run_dir, p, status, reason, prog, wall, summary, env)
         say(f"run {status}: {reason} (step {prog.step}, {wall:.1f}s) -> {run_dir}")
         sink.close()
+        end_dist(dist, sync)
         return code
 
     heart = HeartbeatThread(sink, p.train.heartbeat_s, sig)
@@ -114,8 +132,9 @@ def run(args, p: Profile) -> int:
     env: dict = {}
     try:
         # --- data ----------------------------------------------------------------
-        torch.manual_seed(p.train.seed)
-        d = load_data(p, sink)
+        torch.manual_seed(p.train.seed)  # the same on every rank: DDP starts from one model
+        with local_rank_first(dist):
+            d = load_data(p, sink)
         train, val, vocab, tok_hash = d.train, d.val, d.vocab, d.tok_hash
         B, A, WS = p.train.batch_size, p.train.grad_accum, dist.world_size
         steps_per_epoch = len(train) // (B * A * WS)
@@ -161,8 +180,11 @@ def run(args, p: Profile) -> int:
         )
 
         # --- resume --------------------------------------------------------------
-        if args.resume:
-            prog = resume(resume_path, ckpt_dir, tok_hash, cfg_hash, model, opt, sink, say) or prog
+        if args.resume:  # rank 0 chooses (and verifies) the checkpoint; every rank loads it
+            chosen = resume_from(resume_path, ckpt_dir, sink, say) if dist.master else None
+            resume_path = share(dist, chosen)
+            if resume_path is not None:
+                prog = load_resume(resume_path, tok_hash, cfg_hash, model, opt, sink, say)
 
         if dist.master:
             (run_dir / "run.yaml").write_text(
@@ -187,10 +209,7 @@ def run(args, p: Profile) -> int:
         raw_model = model
         if p.train.compile:
             model = torch.compile(model)
-        if WS > 1:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            model = DDP(model, device_ids=[dist.local_rank] if device.type == "cuda" else None)
+        model = wrap_ddp(model, dist, device)
 
         # --- the loop -------------------------------------------------------------
         def diverge(what: str) -> int:
@@ -200,46 +219,28 @@ def run(args, p: Profile) -> int:
             return finish("diverged", what, prog, 1)
 
         def save(tags: list[str], val_loss: float | None) -> None:
-            if not dist.master:
-                return
-            state = {
-                "model": raw_model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "rng": rng_state(),
-                "progress": vars(prog),
-                "step": prog.step,
-                "config_hash": cfg_hash,
-                "tokenizer_hash": tok_hash,
-            }
-            meta = {
-                "step": prog.step,
-                "epoch": prog.epoch,
-                "tokens": prog.step * tokens_per_step,
-                "val_loss": val_loss,
-                "tags": ["latest", *tags],
-                "config_hash": cfg_hash,
-                "tokenizer_hash": tok_hash,
-            }
-            s = C.save(ckpt_dir, state, meta)
-            C.retain(ckpt_dir, p.checkpoint.keep_last)
-            sink.write(
-                E.Checkpoint(
-                    step=prog.step,
-                    path=str(s.path),
-                    bytes=s.bytes,
-                    sha256=s.sha256,
-                    seconds=s.seconds,
-                    tags=meta["tags"],
-                )
-            )
+            if dist.master:
+                save_checkpoint(
+                    ckpt_dir, p.checkpoint.keep_last, raw_model, opt, prog, tags, val_loss,
+                    prog.step * tokens_per_step, (cfg_hash, tok_hash), sink,
+                )  # fmt: skip
 
         def do_eval() -> tuple[str | None, float, bool]:
             """Evaluate; returns (a status that ends the run or None, val loss, improved)."""
             sink.write(E.Phase(name="eval", done=0, total=1))  # a gate eval can take seconds
-            r = evaluate(raw_model, val, p, device, dtype, prog.step, d.graph, d.val_walks, d.tok)
+            r = evaluate(
+                raw_model, val, p, device, dtype, prog.step, d.graph, d.val_walks, d.tok,
+                dist.rank, WS,
+            )  # fmt: skip
             sink.write(E.Phase(name="eval", done=1, total=1))
-            status, improved, line = record_eval(r, prog, p, sink)
-            say(line, flush=True)
+            verdict = (None, False, None)
+            if dist.master:
+                status, improved, line = record_eval(r, prog, p, sink)
+                say(line, flush=True)
+                verdict = (status, improved, prog.gate.get("passed"))
+            status, improved, passed = share(dist, verdict)  # rank 0 judged: all ranks go on as one
+            if not dist.master:
+                prog.gate = {"passed": passed}
             return status, r.val_loss, improved
 
         heart.start()
@@ -247,6 +248,7 @@ def run(args, p: Profile) -> int:
         sink.write(E.Phase(name="train", done=prog.step, total=total))
         sig.step = prog.step
         model.train()
+        fwd = FwdTimer(device)
         t_print = time.time()
         status = None
         perm, perm_epoch = None, None
@@ -263,18 +265,23 @@ def run(args, p: Profile) -> int:
                 g["lr"] = lr
             loss_sum = torch.zeros((), device=device)
             for micro in range(A):
+                fwd.start()
+                # rank r's micro-batch is the window block after rank r-1's: the global batch
+                # of a step is the same set of windows whatever the world size
                 j = (prog.batch_in_epoch * A + micro) * WS + dist.rank
                 rows = train.batch(perm[j * B : (j + 1) * B]).to(device, non_blocking=True)
                 sync = micro == A - 1 or WS == 1
                 ctx = model.no_sync() if (WS > 1 and not sync) else nullcontext()
                 with ctx, autocast(device, dtype):
                     loss = model(rows[:, :-1], rows[:, 1:]) / A
+                fwd.stop()
                 loss.backward()
                 loss_sum += loss.detach()
             if WS > 1:
                 torch.distributed.all_reduce(loss_sum)
                 loss_sum /= WS
             loss_val = loss_sum.item()
+            stop, save_now = agree(dist, device, sig.stop, sig.save)
             clip = p.train.grad_clip if p.train.grad_clip is not None else float("inf")
             grad_norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), clip).item()
             if not (math.isfinite(loss_val) and math.isfinite(grad_norm)):
@@ -291,6 +298,7 @@ def run(args, p: Profile) -> int:
             tps = tokens_per_step / dt
             mfu = flops_per_token * tps / peak if peak else None
             prog.curves["train_loss"].append(loss_val)
+            ranks.step(prog.step, dt * 1000, fwd.take_ms())
             sink.write(
                 E.Step(
                     step=prog.step,
@@ -331,26 +339,27 @@ def run(args, p: Profile) -> int:
             due = (p.checkpoint.every_steps and prog.step % p.checkpoint.every_steps == 0) or (
                 p.checkpoint.every_epoch and epoch_end
             )
-            if (ending or due or sig.save or sig.stop) and not all(
+            if (ending or due or save_now or stop) and not all(
                 q.isfinite().all() for q in raw_model.parameters()
             ):
                 # a non-finite state is never saved: it would become `latest` and evict a good one
                 return diverge(f"weights became non-finite at step {prog.step}")
-            if ending or due or sig.save or sig.stop:
+            if ending or due or save_now or stop:
                 tags = (["final"] if ending else []) + (
                     ["gate"] if vl is not None and prog.gate.get("passed") else []
                 )
-                tags += (["interrupt"] if sig.stop and not ending else []) + (
+                tags += (["interrupt"] if stop and not ending else []) + (
                     ["best"] if improved else []
                 )
                 save(tags, vl)
                 sig.save = False
             if ending:
                 break
-            if sig.stop:
+            if stop:
+                sig.stop = sig.stop or stop  # a rank the signal did not reach exits as the others
                 return finish(
                     "interrupted",
-                    f"signal {sig.stop}: stopped after step {prog.step}, checkpoint saved",
+                    f"signal {stop}: stopped after step {prog.step}, checkpoint saved",
                     prog,
                     sig.exit_code,
                 )
@@ -366,16 +375,17 @@ def run(args, p: Profile) -> int:
             extra["failure"] = {"reason": "gate not passed", "gate": prog.gate}
         return finish(status, reasons[status], prog, 0, extra)
     except KeyboardInterrupt:
-        return finish("interrupted", "interrupted before training started", prog, sig.exit_code)
+        msg = "interrupted before training started"
+        return finish("interrupted", msg, prog, sig.exit_code, sync=False)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
-        return finish("failed", str(e), prog, 2)
+        return finish("failed", str(e), prog, 2, sync=False)
     except Exception as e:
         import traceback
 
         traceback.print_exc()
         sink.write(E.Alert(level="error", code="exception", message=f"{type(e).__name__}: {e}"))
-        return finish("failed", f"{type(e).__name__}: {e}", prog, 1)
+        return finish("failed", f"{type(e).__name__}: {e}", prog, 1, sync=False)
 
 
 if __name__ == "__main__":
