@@ -6,6 +6,7 @@ cockpit watch    [RUN_DIR|latest] [--headless]    attach to a live run or replay
 cockpit runs                                      every run under logs/ with its status
 cockpit preflight [--profile P] [--checklist C] [--yes [--fix]] [--json]   exit 0 ok, 1 a FAIL, 2 bad input
 cockpit postflight [RUN_DIR|latest] [--checkpoint C] [--json]            exit 0 ok, 1 a FAIL, 2 bad input
+cockpit export   [RUN_DIR|latest] [--csv] [--tensorboard] [--out DIR]
 cockpit verify   RUN_DIR|CHECKPOINT     exit 0 valid, 1 invalid (with the reason)
 cockpit validate PROFILE [--set k=v]    exit 0 valid, 2 with every problem listed
 """
@@ -97,6 +98,12 @@ def _preflight():
     return preflight
 
 
+def _export():
+    from cockpit import export
+
+    return export
+
+
 def _postflight_cmd():
     from cockpit import postflight_cmd  # loads torch: only when asked
 
@@ -151,6 +158,21 @@ def main(argv=None) -> int:
     )
     r.add_argument("--run-dir", help="run directory (default logs/<YYYYmmdd-HHMMSS>-<profile>)")
     r.add_argument(
+        "--nproc-per-node",
+        type=int,
+        default=1,
+        metavar="N",
+        help="DDP: N ranks on this machine under torchrun (gloo on CPU, NCCL on GPU)",
+    )
+    r.add_argument("--nnodes", type=int, default=1, metavar="M", help="DDP: M machines")
+    r.add_argument(
+        "--torchrun-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="passed to torchrun as is, e.g. --torchrun-arg=--rdzv-endpoint=host:29400",
+    )
+    r.add_argument(
         "--format",
         choices=("auto", "nanogpt", "nanochat", "hf", "lightning", "jsonl", "kv"),
         default="auto",
@@ -188,6 +210,14 @@ def main(argv=None) -> int:
     po.add_argument("--checklist", help="checklist name or path (default: postflight)")
     po.add_argument("--json", action="store_true", help="print one JSON object")
     po.set_defaults(fn=lambda a: _postflight_cmd().cmd_postflight(a))
+    ex = sub.add_parser("export", help="a run's curves and samples as CSV or TensorBoard files")
+    ex.add_argument("run_dir", nargs="?", default="latest", help="run directory, run id or latest")
+    ex.add_argument(
+        "--csv", action="store_true", help="steps, evals, checkpoints, system (default)"
+    )
+    ex.add_argument("--tensorboard", action="store_true", help="event files (needs tensorboard)")
+    ex.add_argument("--out", help="where to write (default RUN_DIR/export/)")
+    ex.set_defaults(fn=lambda a: _export().cmd_export(a))
     rs = sub.add_parser("runs", help="list the runs under logs/ with their status")
     rs.add_argument("--logs", default="logs", help="where the run directories are (default logs)")
     rs.set_defaults(fn=lambda a: _launch().cmd_runs(a))

@@ -115,8 +115,14 @@ def _launch(args, p, health, sets: list[str], checked=None) -> Session:
         from cockpit.preflight import save
 
         save(run_dir, *checked)
-    trainer = Trainer.launch(trainer_command(args.profile, run_dir, sets), run_dir)
-    return Session(run_dir, trainer, health, notify=False)
+    n, nodes = getattr(args, "nproc_per_node", 1) or 1, getattr(args, "nnodes", 1) or 1
+    if n > 1 or nodes > 1:  # DDP under torchrun (no launcher of our own)
+        from cockpit.ranks import torchrun_command
+
+        cmd = torchrun_command(args.profile, run_dir, sets, n, nodes, args.torchrun_arg)
+    else:
+        cmd = trainer_command(args.profile, run_dir, sets)
+    return Session(run_dir, Trainer.launch(cmd, run_dir), health, notify=False)
 
 
 def _postflight(args, session: Session) -> None:
@@ -185,6 +191,10 @@ def cmd_run(args) -> int:
         _postflight(args, session)
         return code
     code = _headless(args, session, f"training '{p.name}'")
+    if args.nproc_per_node > 1 or args.nnodes > 1:
+        # torchrun exits 1 after a clean stop: the run's own word is rank 0's run_end
+        m = session.model
+        code = status_code(m.status) if m.status in (*OK_STATUSES, "interrupted") else code
     _postflight(args, session)
     return code
 

@@ -197,21 +197,43 @@ class Trainer:
             self.on_exit(self)
 
     def signal(self, sig: int) -> bool:
-        """Send `sig` to the trainer; False when it is already gone."""
+        """Send `sig` to the trainer; False when it is already gone. Under torchrun,
+        save-now (SIGUSR1) and stack dumps (SIGUSR2) go to the ranks themselves:
+        torchrun does not handle them, and their default action would kill it."""
         if not self.alive():
             return False
-        try:
-            os.kill(self.pid, sig)
-            return True
-        except OSError:
-            return False
+        pids = [self.pid]
+        if sig in (signal.SIGUSR1, signal.SIGUSR2) and (self.run_dir / "ranks").is_dir():
+            from cockpit.ranks import rank_pids
+
+            pids = list(rank_pids(self.run_dir).values()) or pids
+        sent = False
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+                sent = True
+            except OSError:
+                pass
+        return sent
 
     def kill_group(self) -> None:
-        """SIGKILL the trainer and everything in its process group (workers, ranks)."""
+        """SIGKILL the trainer and everything in its process group (workers), and its
+        descendants in other sessions (torchrun starts each rank in its own)."""
+        import psutil
+
+        try:
+            kids = psutil.Process(self.pid).children(recursive=True)
+        except psutil.Error:
+            kids = []
         try:
             os.killpg(self.pgid or self.pid, signal.SIGKILL)
         except OSError:
             pass
+        for k in kids:
+            try:
+                k.kill()
+            except psutil.Error:
+                pass
 
     def wait(self, timeout: float | None = None) -> int | None:
         if self.proc is None:

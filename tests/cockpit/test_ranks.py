@@ -295,3 +295,24 @@ def test_a_killed_rank_is_reported_with_torchrun_s_exit_code(tmp_path, monkeypat
     assert root.rank == 1 and root.root and root.exit_code == -9, snap.failures
     assert "SIGKILL" in root.reason
     assert {f.rank: f.status for f in snap.ranks}[1] == "gone"
+
+
+@pytest.mark.slow
+def test_cockpit_run_nproc_per_node_2_headless(tmp_path):
+    """`cockpit run --nproc-per-node 2`: torchrun under the supervisor, both ranks write
+    their figures, rank 0's events drive the display, the exit code is the run's."""
+    from tests.conftest import TINY_WALKS, cockpit, events, sets
+
+    d = tmp_path / "ddp"
+    r = cockpit(
+        "run", "--headless", "--skip-preflight", "--skip-postflight", "--nproc-per-node", "2",
+        "--run-dir", str(d), *sets(*TINY_WALKS, "train.epochs=1"),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr
+    assert [e["world_size"] for e in events(d) if e["type"] == "run_start"] == [2]
+    assert [e["status"] for e in events(d) if e["type"] == "run_end"] == ["completed"]
+    assert sorted(p.name for p in (d / "ranks").glob("rank-*.jsonl")) == [
+        "rank-0.jsonl",
+        "rank-1.jsonl",
+    ]
+    assert "  status       completed (exit 0)" in r.stdout
