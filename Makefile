@@ -14,9 +14,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-# the cockpit launches the trainer under its supervisor and follows it (headless until the TUI lands)
+# pre-flight (shown, nothing asked), then the run in the live monitor (plain lines when not a terminal)
 demo: setup
-	.venv/bin/cockpit run
+	.venv/bin/cockpit run --yes
 
 test: setup
 	$(PY) -m pytest -q
