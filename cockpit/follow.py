@@ -147,6 +147,11 @@ class EventsFollower:
             return
         self._observer, self.notify_mode = obs, "watchdog"
 
+    @property
+    def offset(self) -> int:
+        """Bytes of the current file read so far."""
+        return self._off
+
     def _stat(self) -> os.stat_result | None:
         try:
             return os.stat(self.path)

@@ -186,6 +186,21 @@ def leak_slope_mib_per_min(m: RunModel, window_s: float, now: float) -> tuple[fl
     return slope * 60, span
 
 
+def leak_mib_per_1k_steps(m: RunModel, window_s: float = 600.0) -> float | None:
+    """The memory trend against training progress (the monitor's figure): least-squares
+    RSS slope over the steps of the recent window, in MiB per 1000 steps; None without
+    enough samples or steps."""
+    if not m.rss_hist:
+        return None
+    t_end = m.rss_hist[-1][0]
+    pts = [(s, r) for t, r, s in m.rss_hist if t >= t_end - window_s]
+    if len(pts) < 3 or pts[-1][0] - pts[0][0] < 10:
+        return None
+    ms, mr = statistics.fmean(s for s, _ in pts), statistics.fmean(r for _, r in pts)
+    sxx = sum((s - ms) ** 2 for s, _ in pts)
+    return 1000 * sum((s - ms) * (r - mr) for s, r in pts) / sxx if sxx else None
+
+
 def memory_leak(m: RunModel, cfg: HealthConfig, now: float) -> Finding | None:
     if not _live(m):
         return None

@@ -23,6 +23,8 @@ from cockpit.curve import Curve
 # statuses a run ends with (core's run_end, plus `failed` when the process died without one)
 ENDED = ("completed", "gate_passed", "early_stopped", "interrupted", "diverged", "failed")
 OK_STATUSES = ("completed", "gate_passed", "early_stopped")
+STEP_CURVES = ("loss", "lr", "tokens_per_s", "step_ms", "mfu")  # step-event fields kept as curves
+GPU_HIST = ("util_pct", "mem_used_mib", "temp_c", "power_w", "proc_mem_mib")
 
 
 # -----------------------------------------------------------------------------
@@ -94,10 +96,15 @@ class RunModel:
     lr: Curve = field(default_factory=Curve)
     tokens_per_s: Curve = field(default_factory=Curve)
     step_ms: Curve = field(default_factory=Curve)
+    mfu: Curve = field(default_factory=Curve)
+    step_t: Curve = field(default_factory=Curve)  # y: the step's time (plots against time)
     rss_mib: Curve = field(default_factory=Curve)  # x: time
+    uss_mib: Curve = field(default_factory=Curve)
     cpu_pct: Curve = field(default_factory=Curve)
     num_threads: Curve = field(default_factory=Curve)
     gpu_util_pct: Curve = field(default_factory=Curve)
+    # per GPU index: util_pct, mem_used_mib, temp_c, power_w, proc_mem_mib over time
+    gpu_dev: dict[int, dict[str, Curve]] = field(default_factory=dict)
     # bounded lists
     evals: deque = field(default_factory=lambda: deque(maxlen=1000))
     samples: deque = field(default_factory=lambda: deque(maxlen=20))
@@ -113,6 +120,7 @@ class RunModel:
     )  # (t, gpu util, main-thread cpu)
     # the newest system samples (dicts, as recorded in system.jsonl)
     proc: dict | None = None
+    proc_threads: dict | None = None  # the newest process sample with thread lists in it
     system: dict | None = None
     gpu: dict | None = None
 
@@ -131,8 +139,49 @@ class RunModel:
         fn(self, ev, t)
 
     def feed_all(self, evs) -> None:
+        """Many events, oldest first: the same state as feed() on each, with runs of
+        step events taken in bulk (a replay is mostly steps)."""
+        run: list[dict] = []
         for ev in evs:
+            if ev.get("type") == "step" and ev.get("step").__class__ is int:
+                run.append(ev)
+                continue
+            if run:
+                self._steps(run)
+                run = []
             self.feed(ev)
+        if run:
+            self._steps(run)
+
+    def _steps(self, evs: list[dict]) -> None:
+        if len(evs) < 8:
+            for ev in evs:
+                self.feed(ev)
+            return
+        now = time.time()
+        ts = [t if isinstance(t := ev.get("t"), int | float) else now for ev in evs]
+        steps = [ev["step"] for ev in evs]
+        if self.t_first is None:
+            self.t_first = ts[0]
+        col = {k: [_f(ev.get(k)) for ev in evs] for k in STEP_CURVES}
+        for k, ys in col.items():
+            getattr(self, k).extend(steps, ys)
+        self.step_t.extend(steps, ts)
+        ema = self.loss_ema
+        for y in col["loss"]:
+            if y is not None and math.isfinite(y):
+                ema = y if ema is None else 0.9 * ema + 0.1 * y
+        self.loss_ema = ema
+        self.recent_step_ms.extend(ms for ms in col["step_ms"] if ms is not None)
+        self.step_times.extend(zip(ts[-240:], steps[-240:], strict=True))
+        for ev in evs:
+            if ev.get("tokens"):
+                self.tokens = ev["tokens"]
+        last = evs[-1]
+        self.step, self.last, self.epoch = last["step"], last, last.get("epoch") or 0
+        self.t_last_step = self.t_last_activity = ts[-1]
+        if self.status in ("waiting", "starting"):
+            self.status = "running"
 
     def _run_start(self, ev: dict, t: float) -> None:
         if self.run_end is not None:
@@ -168,6 +217,8 @@ class RunModel:
         self.tokens_per_s.add(step, _f(ev.get("tokens_per_s")))
         ms = _f(ev.get("step_ms"))
         self.step_ms.add(step, ms)
+        self.mfu.add(step, _f(ev.get("mfu")))
+        self.step_t.add(step, t)
         if ms is not None:
             self.recent_step_ms.append(ms)
         self.step_times.append((t, step))
@@ -265,11 +316,14 @@ class RunModel:
         proc, sysd, gpu = d.get("proc"), d.get("sys"), d.get("gpu")
         if isinstance(proc, dict):
             self.proc = proc
+            if any(p.get("threads") for p in proc.get("procs") or []):
+                self.proc_threads = proc
             if proc.get("alive"):
                 rss = _f(proc.get("rss_mib"))
                 self.rss_mib.add(t, rss)
                 self.cpu_pct.add(t, _f(proc.get("cpu_pct")))
                 self.num_threads.add(t, _f(proc.get("num_threads")))
+                self.uss_mib.add(t, _f(proc.get("uss_mib")))
                 if rss is not None:
                     self.rss_hist.append((t, rss, self.step))
         if isinstance(sysd, dict):
@@ -278,6 +332,13 @@ class RunModel:
             self.gpu = gpu
             util = self.gpu_util()
             self.gpu_util_pct.add(t, util)
+            for dev in gpu.get("devices") or []:
+                if isinstance(dev, dict) and isinstance(dev.get("index"), int):
+                    hist = self.gpu_dev.get(dev["index"])
+                    if hist is None:
+                        hist = self.gpu_dev[dev["index"]] = {k: Curve(512, 600) for k in GPU_HIST}
+                    for k, c in hist.items():
+                        c.add(t, _f(dev.get(k)))
             if util is not None and isinstance(proc, dict):
                 self.busy_hist.append((t, util, main_thread_cpu(proc)))
 

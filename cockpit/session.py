@@ -21,6 +21,7 @@ from pathlib import Path
 import orjson
 
 from cockpit.ckwatch import CheckpointWatcher
+from cockpit.curve import Curve
 from cockpit.follow import EventsFollower
 from cockpit.gpu import GpuSampler
 from cockpit.health import EXIT_CODE_WAIT_S, Health, HealthConfig
@@ -30,10 +31,10 @@ from cockpit.supervisor import Trainer, announced, log_tail
 from cockpit.system import SystemSampler
 
 THREADS_EVERY_S = 10.0  # per-thread lists go to system.jsonl this often (the rest every sample)
-END_GRACE_S = 30.0
-POLL_BYTES = (
-    8 << 20
-)  # events read per poll at most (~40k events)  # after run_end, how long to wait for the process to exit
+END_GRACE_S = 30.0  # after run_end, how long to wait for the process to exit
+POLL_BYTES = 8 << 20  # events read per poll at most (~40k events)
+PREVIEW_BYTES = 32 << 20  # a history this big gets a quick preview before its replay
+PREVIEW_TAIL_BYTES = 2 << 20  # the newest events a preview reads (~10k steps)
 
 
 class Session:
@@ -61,27 +62,45 @@ class Session:
         self._last_threads = 0.0
         self._record = None  # system.jsonl, opened when we hold the lock
         self._lock_fd: int | None = None
-        self._dump_wait: tuple[float, dict] | None = None  # (asked at, stacks/ before)
+        self._dump_wait: tuple[float, dict, str] | None = None  # (asked at, stacks/ before, why)
         self._ended_at: float | None = None
         self.replayed_events = 0
 
     # --- history ---------------------------------------------------------------
 
-    def replay(self) -> None:
+    def replay(self, progress=None, batch_bytes: int = POLL_BYTES) -> bool:
         """Everything the run wrote so far: events and system samples merged in time
-        order (a replayed eval shows the memory of its moment), in batches."""
+        order (a replayed eval shows the memory of its moment), in batches.
+
+        `progress(bytes read, bytes in the file)` is called after each batch; when it
+        returns False the replay stops there (a display closing) and this returns False."""
         m, n = self.model, 0
         samples = _system_lines(self.run_dir / "system.jsonl")
         pending = next(samples, None)
+        try:
+            size = (self.run_dir / "events.jsonl").stat().st_size
+        except OSError:
+            size = 0
         while True:
-            evs = self.follower.poll(POLL_BYTES)
-            for e in evs:
-                t = e.get("t") if isinstance(e.get("t"), int | float) else 0.0
-                while pending is not None and pending["t"] <= t:
+            evs = self.follower.poll(batch_bytes)
+            ts = [t if isinstance(t := e.get("t"), int | float) else 0.0 for e in evs]
+            i = 0
+            while i < len(evs):
+                # the events up to the next system sample go in bulk, then the sample
+                j = i
+                if pending is not None:
+                    while j < len(evs) and ts[j] < pending["t"]:
+                        j += 1
+                else:
+                    j = len(evs)
+                m.feed_all(evs[i:j])
+                i = j
+                while pending is not None and i < len(evs) and pending["t"] <= ts[i]:
                     m.feed_system(pending)
                     pending = next(samples, None)
-                m.feed(e)
             n += len(evs)
+            if progress is not None and progress(self.follower.offset, max(size, 1)) is False:
+                return False
             if not self.follower.more:
                 break
         while pending is not None:
@@ -90,6 +109,46 @@ class Session:
         self.replayed_events = n
         self._find_trainer()
         self._check_process(time.time())
+        return True
+
+    def preview(self) -> RunModel | None:
+        """A quick picture of a long history, for a display to show while replay() reads
+        it all: the run_start line, the newest events, and for a finished run the whole
+        train loss curve from result.json. None when the history is short enough to
+        replay at once. The session's own model is not touched."""
+        path = self.run_dir / "events.jsonl"
+        try:
+            with open(path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size < PREVIEW_BYTES:
+                    return None
+                head = f.readline()
+                f.seek(max(0, size - PREVIEW_TAIL_BYTES))
+                tail = f.read().split(b"\n")[1:]  # the first piece is part of a line
+        except OSError:
+            return None
+        m = RunModel(run_dir=self.run_dir, run_id=self.run_dir.name)
+        evs = []
+        for line in [head, *tail]:
+            try:
+                d = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(d, dict) and isinstance(d.get("type"), str):
+                evs.append(d)
+        m.feed_all(evs)
+        curves = _result_curves(self.run_dir / "result.json")
+        loss = curves.get("train_loss")
+        if isinstance(loss, list) and loss:
+            m.loss = Curve()
+            m.loss.extend(range(1, len(loss) + 1), loss)
+        vals, at = curves.get("val_loss"), curves.get("eval_step")
+        if isinstance(vals, list) and isinstance(at, list) and len(vals) == len(at):
+            m.val_loss = Curve(tail=500)
+            m.val_loss.extend(at, vals)
+            m.best_val = m.val_loss.minimum
+        m.set_checkpoints(self.ckpts.scan())
+        return m
 
     # --- one tick --------------------------------------------------------------
 
@@ -116,6 +175,17 @@ class Session:
             if f.code == "stall":
                 self._ask_dump(now)
         self._collect_dump(now)
+
+    def review(self, now: float | None = None) -> None:
+        """For a run that was over before this session looked: the health checks once
+        (a crash with the log's end, a NaN, a spike in the history), without sampling
+        this machine, whose figures now would not be the run's. Its process was gone
+        already, so no launcher is about to record an exit code: nothing to wait for."""
+        now, m = now or time.time(), self.model
+        if m.proc_alive is False and m.exit_code is None:
+            m.t_gone = None
+        for f in self.health.update(m, now):
+            m.add_alert(f.level, f.code, f.message, "cockpit", f.detail, t=now)
 
     def done(self, now: float | None = None) -> bool:
         """The run is over and its process gone (or it lingered past the grace period)."""
@@ -267,17 +337,24 @@ class Session:
         except OSError:
             return {}
 
-    def _ask_dump(self, now: float) -> None:
+    def dump_stacks(self, now: float | None = None) -> bool:
+        """Ask the trainer for a stack dump (SIGUSR2); it shows up as a `stack_dump`
+        alert with the stacks as its detail once written. False: no trainer to ask."""
+        return self._ask_dump(now or time.time(), "on request")
+
+    def _ask_dump(self, now: float, why: str = "after the stall") -> bool:
         before = self._stacks()
         if self.trainer is not None and self.trainer.signal(signal.SIGUSR2):
-            self._dump_wait = (now, before)
+            self._dump_wait = (now, before, why)
+            return True
+        return False
 
     def _collect_dump(self, now: float) -> None:
         """Show the stack dump a stall asked for, once the trainer wrote it (a stopped
         process writes it only when it runs again)."""
         if self._dump_wait is None:
             return
-        _, before = self._dump_wait
+        _, before, why = self._dump_wait
         after = self._stacks()
         new = sorted(n for n in after if n.startswith("stacks-") and n not in before)
         grown = [n for n in after if n == "faulthandler.txt" and after[n] > before.get(n, 0)]
@@ -293,7 +370,7 @@ class Session:
         except OSError:
             text = ""
         self.model.add_alert(
-            "info", "stack_dump", f"stack dump after the stall: {path}", "cockpit", text, t=now
+            "info", "stack_dump", f"stack dump {why}: {path}", "cockpit", text, t=now
         )
 
 
@@ -311,6 +388,15 @@ def _system_lines(path: Path):
                 continue  # a torn last line from a killed cockpit
             if isinstance(d, dict) and isinstance(d.get("t"), int | float):
                 yield d
+
+
+def _result_curves(path: Path) -> dict:
+    try:
+        d = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return {}
+    c = d.get("curves") if isinstance(d, dict) else None
+    return c if isinstance(c, dict) else {}
 
 
 def _without_threads(proc: dict) -> dict:
