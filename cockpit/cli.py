@@ -120,7 +120,7 @@ def main(argv=None) -> int:
         sp.add_argument(
             "--headless",
             action="store_true",
-            help="plain progress lines instead of the TUI (the only display so far)",
+            help="plain progress lines instead of the TUI (the default when not a terminal)",
         )
         sp.add_argument(
             "--every",
@@ -220,6 +220,7 @@ def main(argv=None) -> int:
     ex.set_defaults(fn=lambda a: _export().cmd_export(a))
     rs = sub.add_parser("runs", help="list the runs under logs/ with their status")
     rs.add_argument("--logs", default="logs", help="where the run directories are (default logs)")
+    rs.add_argument("--headless", action="store_true", help="a plain table instead of the screen")
     rs.set_defaults(fn=lambda a: _launch().cmd_runs(a))
     v = sub.add_parser(
         "verify",

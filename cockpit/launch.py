@@ -108,7 +108,7 @@ def _preflight_printed(args):
     return ctx, results
 
 
-def _launch(args, p, health, sets: list[str], checked=None) -> Session:
+def _launch(args, p, health, sets: list[str], checked=None, notify: bool = False) -> Session:
     """Make the run directory (with preflight.json), start the trainer, follow it."""
     run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(p.name)
     if checked is not None:
@@ -122,7 +122,8 @@ def _launch(args, p, health, sets: list[str], checked=None) -> Session:
         cmd = torchrun_command(args.profile, run_dir, sets, n, nodes, args.torchrun_arg)
     else:
         cmd = trainer_command(args.profile, run_dir, sets)
-    return Session(run_dir, Trainer.launch(cmd, run_dir), health, notify=False)
+    # the TUI repaints on change notification; the headless loop ticks at its own pace
+    return Session(run_dir, Trainer.launch(cmd, run_dir), health, notify=notify)
 
 
 def _postflight(args, session: Session) -> None:
@@ -168,7 +169,7 @@ def cmd_run(args) -> int:
         sessions: list[Session] = []
 
         def launcher(ctx, results) -> Session:
-            sessions.append(_launch(args, ctx.profile, health, ctx.sets, (ctx, results)))
+            sessions.append(_launch(args, ctx.profile, health, ctx.sets, (ctx, results), True))
             return sessions[-1]
 
         # --yes: the screen still shows the checks, then launches unless one failed
@@ -183,7 +184,7 @@ def cmd_run(args) -> int:
         if isinstance(checked, int):
             return checked
         sets = checked[0].sets  # a fix may point the run at redacted copies
-    session = _launch(args, p, health, sets, checked)
+    session = _launch(args, p, health, sets, checked, notify=tui)
     if tui:
         from cockpit.app import run_tui
 
@@ -277,6 +278,10 @@ def cmd_watch(args) -> int:
     if adapting is not None:
         adapting.start()
     try:
+        if _use_tui(args):
+            from cockpit.app import run_tui
+
+            return run_tui("monitor", session=Session(run_dir, trainer, health))
         return _watch(args, Session(run_dir, trainer, health, notify=False))
     finally:
         if adapting is not None:
@@ -299,6 +304,10 @@ def _watch(args, session: Session) -> int:
 
 
 def cmd_runs(args) -> int:
+    if _use_tui(args):
+        from cockpit.app import run_tui
+
+        return run_tui("runs", logs=Path(args.logs))
     rows = list_runs(Path(args.logs))
     if not rows:
         print(f"no runs under {args.logs}/ yet; start one with: cockpit run")
