@@ -2,7 +2,7 @@
 PY      := .venv/bin/python
 STAMP   := .venv/.installed
 
-.PHONY: setup demo test test-fast bench lint format clean
+.PHONY: setup demo test test-fast test-snapshot-update bench lint format clean
 
 setup: $(STAMP)
 
@@ -21,6 +21,13 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q
 
+# refresh the SVG snapshots on purpose (look at the diff), and the README's screenshots with them
+test-snapshot-update: setup
+	$(PY) -m pytest -q tests/cockpit/test_tui_snapshots.py tests/cockpit/test_preflight_screen.py -k snapshot --snapshot-update
+	cp "tests/cockpit/__snapshots__/test_preflight_screen/test_snapshot_the_summary_ready_to_confirm[160x48].svg" docs/screenshots/preflight.svg
+	cp "tests/cockpit/__snapshots__/test_tui_snapshots/test_monitor[gpu-160x48].svg" docs/screenshots/monitor.svg
+	cp "tests/cockpit/__snapshots__/test_tui_snapshots/test_runs[160x48].svg" docs/screenshots/runs.svg
+
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
@@ -30,6 +37,11 @@ bench: setup
 	$(PY) bench/follower.py
 	$(PY) bench/sampler.py
 	$(PY) bench/cockpit_overhead.py
+	$(PY) bench/preflight_big.py
+	$(PY) bench/secrets_scan.py
+	$(PY) bench/adapters.py
+	$(PY) bench/tui_latency.py
+	$(PY) bench/tui_open.py
 
 lint: setup
 	$(PY) -m ruff check .
