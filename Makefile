@@ -2,7 +2,7 @@
 PY      := .venv/bin/python
 STAMP   := .venv/.installed
 
-.PHONY: setup demo test test-fast test-snapshot-update bench lint format clean
+.PHONY: setup demo test test-heavy test-fast test-snapshot-update bench lint format clean
 
 setup: $(STAMP)
 
@@ -18,8 +18,12 @@ $(STAMP): pyproject.toml
 demo: setup
 	.venv/bin/cockpit run --yes
 
+# every test but the heaviest few (under 10 min on 2 cores); CI runs test-heavy too
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not heavy"
+
+test-heavy: setup
+	$(PY) -m pytest -q -m heavy
 
 # refresh the SVG snapshots on purpose (look at the diff), and the README's screenshots with them
 test-snapshot-update: setup
@@ -29,7 +33,7 @@ test-snapshot-update: setup
 	cp "tests/cockpit/__snapshots__/test_tui_snapshots/test_runs[160x48].svg" docs/screenshots/runs.svg
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow and not heavy"
 
 bench: setup
 	$(PY) bench/train_throughput.py

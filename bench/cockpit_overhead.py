@@ -2,7 +2,7 @@
 vs without, alternating in one run, and the cockpit's own CPU while it watches.
 
     python bench/cockpit_overhead.py [--rounds 5] [--steps 300]
-    python bench/cockpit_overhead.py --windows 12 [--window-s 20]
+    python bench/cockpit_overhead.py --windows 12 [--window-s 20] [--tui]
 
 Without: `python -m core.train` alone. With: `cockpit run --headless` (which
 launches the same command under the supervisor and samples it at 1 Hz). The
@@ -12,7 +12,8 @@ with psutil while it runs (its child, the trainer, is not counted).
 
 `--windows N` removes the run-to-run spread of this shared machine: one long
 trainer run, with `cockpit watch` attached in every other window of
-`--window-s` seconds, compared with the window before it.
+`--window-s` seconds, compared with the window before it. `--tui` attaches the
+Textual monitor instead (`cockpit watch` in a 160x48 tmux pane), and reports its CPU.
 """
 
 import argparse
@@ -65,6 +66,7 @@ def without(steps: int, tmp: Path) -> tuple[float, float]:
 def with_cockpit(steps: int, tmp: Path) -> tuple[float, float, float]:
     rd = tmp / f"cockpit-{time.time_ns()}"
     cmd = [sys.executable, "-m", "cockpit.cli", "run", "--headless", "--run-dir", str(rd)]
+    cmd += ["--skip-preflight", "--skip-postflight"]  # the watching is measured, not the checks
     t0 = time.time()
     p = subprocess.Popen(cmd + sets(steps), cwd=ROOT, stdout=subprocess.DEVNULL)
     me = psutil.Process(p.pid)
@@ -85,7 +87,29 @@ def with_cockpit(steps: int, tmp: Path) -> tuple[float, float, float]:
     return tokens_per_s(rd), time.time() - t0, share
 
 
-def windows(n: int, window_s: float, tmp: Path) -> None:
+class _TuiWatcher:
+    """`cockpit watch RUN` in a detached tmux pane: a real terminal for the TUI."""
+
+    def __init__(self, rd: Path, name: str):
+        self.name = name
+        cmd = f"cd {ROOT} && {sys.executable} -m cockpit.cli watch {rd}"
+        subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "160", "-y", "48", cmd])
+        pid = subprocess.run(
+            ["tmux", "list-panes", "-t", name, "-F", "#{pane_pid}"], capture_output=True, text=True
+        ).stdout.split()[0]
+        self.proc = psutil.Process(int(pid))
+
+    def cpu(self) -> float:
+        procs = [self.proc, *self.proc.children(recursive=True)]
+        return sum(p.cpu_times().user + p.cpu_times().system for p in procs)
+
+    def stop(self) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", self.name, "q"])
+        time.sleep(1)
+        subprocess.run(["tmux", "kill-session", "-t", self.name], stderr=subprocess.DEVNULL)
+
+
+def windows(n: int, window_s: float, tmp: Path, tui: bool = False) -> None:
     """One long trainer run; a `cockpit watch` attached in every other window. The same
     process, data and memory layout on both sides: only the watching differs."""
     rd = tmp / "windows"
@@ -96,10 +120,14 @@ def windows(n: int, window_s: float, tmp: Path) -> None:
     while not (rd / "events.jsonl").exists() or b'"step"' not in (rd / "events.jsonl").read_bytes():
         time.sleep(0.5)
     time.sleep(5)  # past the first steps
-    spans = []
+    spans, shares = [], []
     for k in range(n):
         watcher = None
-        if k % 2:
+        if k % 2 and tui:
+            watcher = _TuiWatcher(rd, f"overhead-{k}")
+            time.sleep(5)  # its start-up and history replay are not the steady state
+            cpu0 = watcher.cpu()
+        elif k % 2:
             watcher = subprocess.Popen(
                 [sys.executable, "-m", "cockpit.cli", "watch", str(rd), "--headless"],
                 cwd=ROOT,
@@ -109,7 +137,10 @@ def windows(n: int, window_s: float, tmp: Path) -> None:
         t0 = time.time()
         time.sleep(window_s)
         spans.append((watcher is not None, t0, time.time()))
-        if watcher is not None:
+        if isinstance(watcher, _TuiWatcher):
+            shares.append((watcher.cpu() - cpu0) / (time.time() - t0))
+            watcher.stop()
+        elif watcher is not None:
             watcher.send_signal(signal.SIGINT)  # detach
             watcher.wait()
     alive = core.poll() is None
@@ -126,10 +157,17 @@ def windows(n: int, window_s: float, tmp: Path) -> None:
     ratios = [b / a for a, b in zip(med[0::2], med[1::2], strict=False)]
     for a, b in zip(med[0::2], med[1::2], strict=False):
         print(f"window pair: without {a:,.0f} tok/s   with cockpit watch {b:,.0f} tok/s")
+    what = "the TUI" if tui else "cockpit watch --headless"
     print(
-        f"same run, {window_s:.0f} s windows: with / without = {statistics.median(ratios):.3f} "
-        f"(median of {len(ratios)} pairs; range {min(ratios):.3f}-{max(ratios):.3f})"
+        f"same run, {window_s:.0f} s windows, {what}: with / without = "
+        f"{statistics.median(ratios):.3f} (median of {len(ratios)} pairs; "
+        f"range {min(ratios):.3f}-{max(ratios):.3f}; target >= 0.99)"
     )
+    if shares:
+        print(
+            f"the TUI's CPU while watching: median {100 * statistics.median(shares):.1f}% of one "
+            f"core, max {100 * max(shares):.1f}% (target <= 10%)"
+        )
 
 
 def main() -> None:
@@ -140,10 +178,11 @@ def main() -> None:
         "--windows", type=int, default=0, help="instead: this many windows of one long run"
     )
     ap.add_argument("--window-s", type=float, default=20.0)
+    ap.add_argument("--tui", action="store_true", help="with --windows: attach the Textual UI")
     args = ap.parse_args()
     if args.windows:
         with tempfile.TemporaryDirectory() as d:
-            windows(args.windows, args.window_s, Path(d))
+            windows(args.windows, args.window_s, Path(d), args.tui)
         return
     bare, watched, shares = [], [], []
     with tempfile.TemporaryDirectory() as d:

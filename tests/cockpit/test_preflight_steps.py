@@ -135,6 +135,7 @@ def test_sizing_ratio_table_and_chinchilla():
     assert "extreme overfitting risk" in hi.message
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_probe_estimate_within_25_percent_of_the_real_run(tmp_path):
     spec = next(s for s in load_checklist("pretrain").steps if s.id == "probe")
@@ -161,6 +162,7 @@ def test_probe_estimate_within_25_percent_of_the_real_run(tmp_path):
     assert abs(est_s - real_s) <= 0.25 * real_s, (est_s, real_s)
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_run_does_preflight_first_and_saves_it(tmp_path):
     d = tmp_path / "run"

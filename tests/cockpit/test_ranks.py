@@ -297,6 +297,7 @@ def test_a_killed_rank_is_reported_with_torchrun_s_exit_code(tmp_path, monkeypat
     assert {f.rank: f.status for f in snap.ranks}[1] == "gone"
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_cockpit_run_nproc_per_node_2_headless(tmp_path):
     """`cockpit run --nproc-per-node 2`: torchrun under the supervisor, both ranks write

@@ -97,6 +97,7 @@ def straight(tmp_path_factory):
     return rd
 
 
+@pytest.mark.heavy
 def test_two_ranks_give_the_loss_curve_of_one_process_with_the_same_global_batch(
     tmp_path, straight, monkeypatch
 ):
@@ -136,6 +137,7 @@ def test_two_ranks_give_the_loss_curve_of_one_process_with_the_same_global_batch
     assert not (one / "ranks").exists()  # one process: no per-rank files
 
 
+@pytest.mark.heavy
 def test_an_interrupted_two_rank_run_resumes_to_the_uninterrupted_curve(tmp_path, straight):
     broken = tmp_path / "broken"
     proc = torchrun(broken)
