@@ -159,7 +159,7 @@ def cmd_run(args) -> int:
     tui = _use_tui(args)
     if tui and not args.skip_preflight:
         from cockpit import preflight as pf
-        from cockpit.screens.preflight import run_wizard
+        from cockpit.preflight import run_wizard
 
         try:
             cl, ctx = pf.prepare(args.profile, args.set, getattr(args, "checklist", None))

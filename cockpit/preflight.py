@@ -11,6 +11,7 @@ import json
 import os
 import shlex
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -247,6 +248,39 @@ def print_results(cl: Checklist, ctx: Context, results: list[StepResult]) -> Non
         con.print(s)
 
 
+# -----------------------------------------------------------------------------
+# the screen (the TUI), and the command
+
+
+def run_wizard(
+    checklist: Checklist,
+    ctx: Context,
+    launcher: Callable[[Context, list[StepResult]], object] | None = None,
+    auto: bool | str = False,
+    **tui,
+) -> int:
+    """The pre-flight screen in the TUI. Without a launcher (`cockpit preflight`): exit
+    0, or 1 when a step failed. With one (`cockpit run`): Confirm launches and the
+    monitor follows the run; leaving before Confirm launches nothing (exit 1)."""
+    from cockpit.app import run_tui
+    from cockpit.screens.preflight import PreflightScreen
+
+    made: list = []
+
+    def make():
+        made.append(PreflightScreen(checklist, ctx, launcher, auto=auto))
+        return made[-1]
+
+    code = run_tui("preflight", screens={"preflight": make}, **tui)
+    screen = made[-1] if made else None
+    if launcher is not None:
+        if screen is None or not screen.launched:
+            print("cockpit: pre-flight not confirmed; nothing launched")
+            return 1
+        return code
+    return 1 if screen is None or screen.status == "FAIL" else 0
+
+
 def cmd_preflight(args) -> int:
     try:
         cl, ctx = prepare(args.profile, args.set, args.checklist)
@@ -260,8 +294,6 @@ def cmd_preflight(args) -> int:
         )
         return 2
     if not args.yes and not args.json and sys.stdout.isatty():
-        from cockpit.screens.preflight import run_wizard
-
         return run_wizard(cl, ctx)
     if args.json:
         results = run_checklist(cl, ctx, fix=args.fix)

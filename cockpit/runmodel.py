@@ -19,40 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cockpit.curve import Curve
+from cockpit.records import AlertRecord, CheckpointInfo, main_thread_cpu  # noqa: F401 (re-exported)
 
 # statuses a run ends with (core's run_end, plus `failed` when the process died without one)
 ENDED = ("completed", "gate_passed", "early_stopped", "interrupted", "diverged", "failed")
 OK_STATUSES = ("completed", "gate_passed", "early_stopped")
 STEP_CURVES = ("loss", "lr", "tokens_per_s", "step_ms", "mfu")  # step-event fields kept as curves
 GPU_HIST = ("util_pct", "mem_used_mib", "temp_c", "power_w", "proc_mem_mib")
-
-
-# -----------------------------------------------------------------------------
-# records kept in bounded lists
-
-
-@dataclass(frozen=True)
-class AlertRecord:
-    seq: int
-    t: float
-    level: str  # info | warn | error
-    code: str
-    message: str
-    source: str  # "trainer" (an alert event) or "cockpit" (a health check)
-    detail: str | None = None  # a stack dump, the last lines of the log, ...
-
-
-@dataclass
-class CheckpointInfo:
-    name: str  # step-NNNNNNN.pt
-    step: int
-    bytes: int
-    tags: list[str]
-    t: float  # when it was written (event time, or the file's mtime)
-    val_loss: float | None = None
-    verified: bool | None = None  # None: not checked yet
-    why: str | None = None  # the reason it failed verification
-    present: bool = True  # False once retention removed it
 
 
 def _f(x) -> float | None:
@@ -396,18 +369,6 @@ class RunModel:
         if self.run_end and isinstance(self.run_end.get("wall_s"), int | float):
             return self.run_end["wall_s"]
         return (now or time.time()) - self.t_first if self.t_first else None
-
-
-def main_thread_cpu(proc: dict) -> float | None:
-    """CPU% of the trainer's main thread (its tid is the pid), from a process sample dict."""
-    procs = proc.get("procs") or []
-    if not procs:
-        return None
-    root = procs[0]
-    for th in root.get("threads") or []:
-        if th.get("tid") == root.get("pid"):
-            return th.get("cpu_pct")
-    return None
 
 
 _HANDLERS = {

@@ -382,35 +382,3 @@ class PreflightScreen(Screen):
     def status(self) -> str:
         """PASS/WARN/FAIL of what has run (what `cockpit preflight` exits with)."""
         return overall(list(self.shown.values()))
-
-
-# -----------------------------------------------------------------------------
-# the entry point `cockpit preflight` and `cockpit run` call
-
-
-def run_wizard(
-    checklist: Checklist,
-    ctx: Context,
-    launcher: Callable[[Context, list[StepResult]], object] | None = None,
-    auto: bool | str = False,
-    **tui,
-) -> int:
-    """The pre-flight screen in the TUI. Without a launcher (`cockpit preflight`): exit
-    0, or 1 when a step failed. With one (`cockpit run`): Confirm launches and the
-    monitor follows the run; leaving before Confirm launches nothing (exit 1)."""
-    from cockpit.app import run_tui
-
-    made: list[PreflightScreen] = []
-
-    def make() -> PreflightScreen:
-        made.append(PreflightScreen(checklist, ctx, launcher, auto=auto))
-        return made[-1]
-
-    code = run_tui("preflight", screens={"preflight": make}, **tui)
-    screen = made[-1] if made else None
-    if launcher is not None:
-        if screen is None or not screen.launched:
-            print("cockpit: pre-flight not confirmed; nothing launched")
-            return 1
-        return code
-    return 1 if screen is None or screen.status == "FAIL" else 0

@@ -110,8 +110,19 @@ def test_preflight_json_and_exit_codes(tmp_path):
     assert r.returncode == 1
     gpu = json.loads(r.stdout)["steps"][-1]
     assert gpu["status"] == "FAIL" and "train.device=cuda, but there is no GPU" in gpu["message"]
-    # a run that would keep more checkpoints than the disk holds
-    r = cockpit("preflight", "--yes", "--set", "checkpoint.keep_last=100000000")
+    # a run that would keep more checkpoints than the disk holds (the disk step alone:
+    # the full checklist above already ran the probe)
+    disk_only = write(
+        tmp_path, "name: d\nsteps:\n  - {id: disk, title: room, check: disk, fix: free space}\n"
+    )
+    r = cockpit(
+        "preflight",
+        "--yes",
+        "--checklist",
+        str(disk_only),
+        "--set",
+        "checkpoint.keep_last=100000000",
+    )
     assert r.returncode == 1 and "fix for disk: free space" in r.stdout
     bad = write(tmp_path, "name: x\nsteps: []\n")
     r = cockpit("preflight", "--yes", "--checklist", str(bad))

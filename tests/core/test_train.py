@@ -13,6 +13,7 @@ from tests.conftest import TINY_WALKS, events, result, run_core, sets, start_cor
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.heavy  # make test-heavy; CI runs it
 def test_demo_walks_passes_its_gate_end_to_end(tmp_path):
     """The built-in default, unchanged: passes edge > 0.95 and rule > 0.80 by
     greedy generation from held-out start nodes (1000 walks per eval)."""
@@ -84,6 +85,7 @@ def test_resume_after_sigint_gives_the_identical_loss_curve(tmp_path):
     assert _curve(broken) == _curve(straight)  # equal floats, every step
 
 
+@pytest.mark.heavy  # make test-heavy; CI runs it
 def test_kill_9_at_random_instants_during_checkpointing(tmp_path):
     """Checkpoint every step, kill -9 at random moments many times: `latest`
     always verifies, resume always works, and the finished curve still equals
