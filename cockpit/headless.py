@@ -58,19 +58,26 @@ def summary_line(f: dict) -> str:
     else:
         gpu = "no GPU" if f.get("gpu_available") is False else "GPU –"
     rss = f"RSS {fmt_num(f.get('rss_mib'), '.0f')} MiB"
-    return " · ".join(
-        [
-            step,
-            epoch,
-            f"loss {fmt_num(f.get('loss'))}",
-            f"val {fmt_num(f.get('val_loss'))}",
-            f"lr {fmt_num(f.get('lr'), '.2e')}",
-            f"{fmt_rate(f.get('tokens_per_s'))} tok/s",
-            f"ETA {fmt_duration(f.get('eta_s'))}",
-            rss,
-            gpu,
-        ]
-    )
+    parts = [
+        step,
+        epoch,
+        f"loss {fmt_num(f.get('loss'))}",
+        f"val {fmt_num(f.get('val_loss'))}",
+        f"lr {fmt_num(f.get('lr'), '.2e')}",
+        f"{fmt_rate(f.get('tokens_per_s'))} tok/s",
+        f"ETA {fmt_duration(f.get('eta_s'))}",
+        rss,
+        gpu,
+    ]
+    if f.get("ranks"):  # under torchrun: each rank's median step ms and memory
+        parts.append(
+            "ranks "
+            + " ".join(
+                f"r{r} {fmt_num(ms, '.0f')} ms/{fmt_num(mib, '.0f')} MiB"
+                for r, ms, mib in f["ranks"]
+            )
+        )
+    return " · ".join(parts)
 
 
 def eval_line(rec: dict, gate: dict | None, best: float | None) -> str:

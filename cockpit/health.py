@@ -276,7 +276,41 @@ def disk_filling(m: RunModel, cfg: HealthConfig, now: float) -> Finding | None:
     )
 
 
-CHECKS = (stall, crash, nan_loss, loss_spike, memory_leak, overfitting, input_bound, disk_filling)
+def straggler(m: RunModel, cfg: HealthConfig, now: float) -> Finding | None:
+    """A rank whose data+forward time is well over the others' (cockpit.ranks judges)."""
+    snap = m.ranks
+    if snap is None or not snap.stragglers or m.status in ENDED:
+        return None
+    s = snap.stragglers[0]
+    return Finding(
+        "straggler",
+        "warn",
+        f"rank {s.rank} is a straggler: {s.key} {s.median_ms:.0f} against {s.others_ms:.0f} on "
+        f"the other ranks ({s.ratio:.2f}x); every rank waits for it in the all-reduce",
+    )
+
+
+def rank_failed(m: RunModel, cfg: HealthConfig, now: float) -> Finding | None:
+    snap = m.ranks
+    if snap is None or not snap.failures:
+        return None
+    f, more = snap.failures[0], len(snap.failures) - 1
+    extra = f" ({more} more rank(s) failed)" if more else ""
+    return Finding("rank_failed", "error", f.reason + extra, detail=f.log or None)
+
+
+CHECKS = (
+    stall,
+    crash,
+    nan_loss,
+    loss_spike,
+    memory_leak,
+    overfitting,
+    input_bound,
+    disk_filling,
+    straggler,
+    rank_failed,
+)
 
 
 def check_all(m: RunModel, cfg: HealthConfig, now: float) -> list[Finding]:

@@ -96,6 +96,7 @@ class RunModel:
     proc_threads: dict | None = None  # the newest process sample with thread lists in it
     system: dict | None = None
     gpu: dict | None = None
+    ranks: object | None = None  # cockpit.ranks.RanksSnapshot under torchrun (per-rank figures)
 
     # --- events --------------------------------------------------------------
 
@@ -363,6 +364,9 @@ class RunModel:
             "rss_mib": _f(proc.get("rss_mib")) if proc.get("alive") else None,
             "gpu_available": bool(gpu.get("available")) if gpu else None,
             "gpu_util_pct": self.gpu_util(),
+            "ranks": [(r.rank, r.median_step_ms, r.mem_mib) for r in self.ranks.ranks]
+            if self.ranks is not None
+            else None,
         }
 
     def elapsed_s(self, now: float | None = None) -> float | None:

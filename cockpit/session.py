@@ -162,6 +162,7 @@ class Session:
             self._next_sample = now + self.sample_every_s
             self._find_trainer()
             self._sample(now)
+            self._sample_ranks()
         if now >= self._next_ckpt:
             self._next_ckpt = now + self.ckpt_every_s
             m.set_checkpoints(self.ckpts.scan())
@@ -175,6 +176,16 @@ class Session:
             if f.code == "stall":
                 self._ask_dump(now)
         self._collect_dump(now)
+
+    def _sample_ranks(self) -> None:
+        """Under torchrun: every rank's figures, stragglers and failed ranks (with their log)."""
+        if getattr(self, "_ranks", None) is None:
+            if not (self.run_dir / "ranks").is_dir():
+                return
+            from cockpit.ranks import RankReader
+
+            self._ranks = RankReader(self.run_dir)
+        self.model.ranks = self._ranks.sample(log_tail(self.run_dir, 400))
 
     def review(self, now: float | None = None) -> None:
         """For a run that was over before this session looked: the health checks once

@@ -4,6 +4,7 @@ problem, stays quiet on a healthy one, and fires once per episode."""
 from __future__ import annotations
 
 import random
+import time
 
 import pytest
 
@@ -201,3 +202,21 @@ def test_a_pid_is_trusted_only_if_it_started_before_announcing_itself():
     assert announced(os.getpid(), time.time()) is not None
     assert announced(os.getpid(), time.time() - 10**6) is None  # a recycled pid
     assert announced(2**22 + 12345, None) is None and announced("7", None) is None
+
+
+def test_a_straggler_and_a_failed_rank_become_alerts_once():
+    from cockpit.ranks import RankFailure, RanksSnapshot, Straggler
+
+    m = RunModel()
+    h = Health()
+    slow = Straggler(rank=1, median_ms=30.0, others_ms=10.0, ratio=3.0, key="fwd_ms")
+    m.ranks = RanksSnapshot(time.time(), (), (slow,), ())
+    [f] = h.update(m, time.time())
+    assert (f.code, f.level) == ("straggler", "warn")
+    assert f.message.startswith("rank 1 is a straggler: fwd_ms 30 against 10 on the other ranks")
+    assert h.update(m, time.time()) == []  # once per episode
+    dead = RankFailure(1, "rank 1 killed by SIGKILL after step 7, with no end line", -9, True, "x")
+    m.ranks = RanksSnapshot(time.time(), (), (), (dead,))
+    [f] = h.update(m, time.time())
+    assert (f.code, f.level, f.detail) == ("rank_failed", "error", "x")
+    assert f.message == "rank 1 killed by SIGKILL after step 7, with no end line"

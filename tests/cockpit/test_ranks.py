@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -307,7 +308,7 @@ def test_cockpit_run_nproc_per_node_2_headless(tmp_path):
     d = tmp_path / "ddp"
     r = cockpit(
         "run", "--headless", "--skip-preflight", "--skip-postflight", "--nproc-per-node", "2",
-        "--run-dir", str(d), *sets(*TINY_WALKS, "train.epochs=1"),
+        "--every", "1", "--run-dir", str(d), *sets(*TINY_WALKS, "train.epochs=2"),
     )  # fmt: skip
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr
     assert [e["world_size"] for e in events(d) if e["type"] == "run_start"] == [2]
@@ -317,3 +318,5 @@ def test_cockpit_run_nproc_per_node_2_headless(tmp_path):
         "rank-1.jsonl",
     ]
     assert "  status       completed (exit 0)" in r.stdout
+    # the summary lines carry each rank's step time and memory once both have reported
+    assert re.search(r" · ranks r0 \d+ ms/\d+ MiB r1 \d+ ms/\d+ MiB", r.stdout), r.stdout
