@@ -162,6 +162,7 @@ def probe(ctx: Context, steps: int, timeout_s: float, progress=None) -> dict:
     fol = EventsFollower(tmp / "run" / "events.jsonl", notify=False)
     gpu = GpuSampler() if ctx.profile.train.device != "cpu" else None
     out = {"steps": [], "run_start": None, "peak_rss": 0, "peak_gpu_mib": 0.0, "exit": None}
+    next_mem = 0.0
     try:
         while time.time() - t0 < timeout_s:
             for e in fol.poll():
@@ -171,9 +172,11 @@ def probe(ctx: Context, steps: int, timeout_s: float, progress=None) -> dict:
                     out["steps"].append(e)
                 elif e.get("type") == "phase" and progress:
                     progress(0, steps)
-            out["peak_rss"] = max(out["peak_rss"], _tree_rss(trainer.pid))
-            if gpu is not None:
-                out["peak_gpu_mib"] = max(out["peak_gpu_mib"], _gpu_mib(gpu, trainer.pid))
+            if time.time() >= next_mem:  # VmHWM keeps the peak between looks; a look costs CPU
+                next_mem = time.time() + 1.0
+                out["peak_rss"] = max(out["peak_rss"], _tree_rss(trainer.pid))
+                if gpu is not None:
+                    out["peak_gpu_mib"] = max(out["peak_gpu_mib"], _gpu_mib(gpu, trainer.pid))
             if progress and out["steps"]:
                 progress(min(steps, len(out["steps"])), steps)
             if len(out["steps"]) >= steps:
@@ -185,7 +188,8 @@ def probe(ctx: Context, steps: int, timeout_s: float, progress=None) -> dict:
                     if e.get("type") == "step":
                         out["steps"].append(e)
                 break
-            time.sleep(0.05)
+            time.sleep(0.2)  # the probe must not take the CPU it measures
+        out["peak_rss"] = max(out["peak_rss"], _tree_rss(trainer.pid))
         out["wall_s"] = time.time() - t0
     finally:
         trainer.kill_group()

