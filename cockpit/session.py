@@ -28,7 +28,7 @@ from cockpit.health import EXIT_CODE_WAIT_S, Health, HealthConfig
 from cockpit.runmodel import ENDED, RunModel
 from cockpit.sampling import ProcessSampler
 from cockpit.supervisor import Trainer, announced, log_tail
-from cockpit.system import SystemSampler
+from cockpit.system import SystemSampler, system_lines, without_threads
 
 THREADS_EVERY_S = 10.0  # per-thread lists go to system.jsonl this often (the rest every sample)
 END_GRACE_S = 30.0  # after run_end, how long to wait for the process to exit
@@ -75,7 +75,7 @@ class Session:
         `progress(bytes read, bytes in the file)` is called after each batch; when it
         returns False the replay stops there (a display closing) and this returns False."""
         m, n = self.model, 0
-        samples = _system_lines(self.run_dir / "system.jsonl")
+        samples = system_lines(self.run_dir / "system.jsonl")
         pending = next(samples, None)
         try:
             size = (self.run_dir / "events.jsonl").stat().st_size
@@ -298,7 +298,7 @@ class Session:
         m.feed_system(d)
         if m.proc_alive and self._can_record():
             if "proc" in d and now - self._last_threads < THREADS_EVERY_S:
-                d = dict(d, proc=_without_threads(d["proc"]))
+                d = dict(d, proc=without_threads(d["proc"]))
             else:
                 self._last_threads = now
             try:
@@ -385,22 +385,6 @@ class Session:
         )
 
 
-def _system_lines(path: Path):
-    """system.jsonl's samples, one at a time (a day of them is too many to hold)."""
-    try:
-        f = open(path, "rb")
-    except OSError:
-        return
-    with f:
-        for line in f:
-            try:
-                d = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue  # a torn last line from a killed cockpit
-            if isinstance(d, dict) and isinstance(d.get("t"), int | float):
-                yield d
-
-
 def _result_curves(path: Path) -> dict:
     try:
         d = orjson.loads(path.read_bytes())
@@ -408,7 +392,3 @@ def _result_curves(path: Path) -> dict:
         return {}
     c = d.get("curves") if isinstance(d, dict) else None
     return c if isinstance(c, dict) else {}
-
-
-def _without_threads(proc: dict) -> dict:
-    return dict(proc, procs=[dict(p, threads=[]) for p in proc.get("procs") or []])

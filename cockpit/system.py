@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
 import psutil
 
 from cockpit.sampling import MIB, plain
@@ -84,3 +85,27 @@ class SystemSampler:
         except OSError:
             pass
         return SystemSnapshot(t, *self._cpu, *ram, *swap, *disk, self.disk_path)
+
+
+# -----------------------------------------------------------------------------
+# system.jsonl, as the session records and replays it
+
+
+def system_lines(path: Path):
+    """system.jsonl's samples, one at a time (a day of them is too many to hold)."""
+    try:
+        f = open(path, "rb")
+    except OSError:
+        return
+    with f:
+        for line in f:
+            try:
+                d = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue  # a torn last line from a killed cockpit
+            if isinstance(d, dict) and isinstance(d.get("t"), int | float):
+                yield d
+
+
+def without_threads(proc: dict) -> dict:
+    return dict(proc, procs=[dict(p, threads=[]) for p in proc.get("procs") or []])
