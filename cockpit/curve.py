@@ -11,7 +11,24 @@ from collections import deque
 # a bounded curve that keeps its extremes
 
 
-class Curve:
+class Extremes:
+    """The newest value and the extremes of a curve's buckets (tail, lo, hi), for the
+    live Curve and the UI's frozen copy of it alike."""
+
+    @property
+    def latest(self) -> float | None:
+        return self.tail[-1][1] if self.tail else None
+
+    @property
+    def minimum(self) -> float | None:
+        return min(self.lo) if self.lo else None
+
+    @property
+    def maximum(self) -> float | None:
+        return max(self.hi) if self.hi else None
+
+
+class Curve(Extremes):
     """y over x, in at most `cap` buckets (the bucket width doubles when full)
     plus the last `tail` raw points. Non-finite y values are counted, not kept."""
 
@@ -121,18 +138,6 @@ class Curve:
     def points(self) -> list[tuple[float, float, float, float]]:
         """(x, min, max, last) per bucket, oldest first."""
         return list(zip(self.xs, self.lo, self.hi, self.last, strict=True))
-
-    @property
-    def latest(self) -> float | None:
-        return self.tail[-1][1] if self.tail else None
-
-    @property
-    def minimum(self) -> float | None:
-        return min(self.lo) if self.lo else None
-
-    @property
-    def maximum(self) -> float | None:
-        return max(self.hi) if self.hi else None
 
 
 def ema(ys, strength: float) -> list[float]:

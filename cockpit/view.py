@@ -14,7 +14,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cockpit.curve import Curve
+from cockpit.curve import Curve, Extremes
 from cockpit.health import leak_mib_per_1k_steps
 from cockpit.runmodel import ENDED, AlertRecord, CheckpointInfo, RunModel
 
@@ -30,7 +30,7 @@ EVALS_KEPT = 20  # the newest evals a view carries
 
 
 @dataclass(frozen=True)
-class CurveView:
+class CurveView(Extremes):
     xs: tuple = ()  # per bucket: first x, min y, max y, last y (oldest first)
     lo: tuple = ()
     hi: tuple = ()
@@ -44,18 +44,6 @@ class CurveView:
         return cls(
             tuple(c.xs), tuple(c.lo), tuple(c.hi), tuple(c.last), tuple(c.tail), c.n, c.n_nonfinite
         )
-
-    @property
-    def latest(self) -> float | None:
-        return self.tail[-1][1] if self.tail else None
-
-    @property
-    def minimum(self) -> float | None:
-        return min(self.lo) if self.lo else None
-
-    @property
-    def maximum(self) -> float | None:
-        return max(self.hi) if self.hi else None
 
     def window(self, x_min: float | None = None) -> list[tuple[float, float, float]]:
         """(x, min, max) points with x >= x_min, oldest first: the raw tail when it

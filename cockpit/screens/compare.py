@@ -55,13 +55,8 @@ def figure_rows(v: RunView) -> list[tuple[str, str]]:
     ]
 
 
-class CompareChart(Panel):
-    TITLE = "Loss, overlaid"
-
-    def __init__(self, **kw):
-        super().__init__(**kw)
-        self.views: list[RunView | None] = [None, None]
-        self.log_y = self.by_time = False
+class _TwoRuns(Panel):
+    """A panel drawn from two runs' views (set by the screen), redrawn when either changes."""
 
     def key(self, v) -> object:
         return tuple(x.version if x else None for x in self.views)
@@ -71,6 +66,15 @@ class CompareChart(Panel):
         out = Lines(w, h)
         self.draw(None, out)
         return out.content()
+
+
+class CompareChart(_TwoRuns):
+    TITLE = "Loss, overlaid"
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.views: list[RunView | None] = [None, None]
+        self.log_y = self.by_time = False
 
     def draw(self, _v, out: Lines) -> None:
         self.border_subtitle = " · ".join(
@@ -99,21 +103,12 @@ class CompareChart(Panel):
             out.rows.extend(plot(series, out.width, out.left, log_y=self.log_y, x_fmt=x_fmt))
 
 
-class CompareTable(Panel):
+class CompareTable(_TwoRuns):
     TITLE = "Figures"
 
     def __init__(self, **kw):
         super().__init__(**kw)
         self.views: list[RunView | None] = [None, None]
-
-    def key(self, v) -> object:
-        return tuple(x.version if x else None for x in self.views)
-
-    def render(self):
-        w, h = self.size
-        out = Lines(w, h)
-        self.draw(None, out)
-        return out.content()
 
     def draw(self, _v, out: Lines) -> None:
         rows = [figure_rows(v) if v else [] for v in self.views]
