@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import orjson
 
-from cockpit.adapters.common import generic
+from cockpit.adapters.common import build, field_of, generic
 from core.events import EVENT_TYPES
 
 NAME = "jsonl"
@@ -45,6 +45,9 @@ class Parser:
     def __init__(self):
         self.info: dict = {}
         self.step = 0
+        # a loop prints the same keys every step: which of them name which field,
+        # looked up once per set of keys (not saved: rebuilt from the lines)
+        self._plans: dict[tuple, list[tuple[str, str]]] = {}
 
     def feed(self, line: str) -> list[dict] | None:
         d = _obj(line)
@@ -54,7 +57,18 @@ class Parser:
             if isinstance(d.get("step"), int):
                 self.step = d["step"]
             return [d]
-        out, self.step = generic(_numbers(d), self.step)
+        keys = tuple(d)
+        plan = self._plans.get(keys)
+        if plan is None:
+            if len(self._plans) > 64:
+                self._plans.clear()
+            plan = self._plans[keys] = [(k, f) for k in keys if (f := field_of(k))]
+        got: dict = {}
+        for k, f in plan:  # the first number of a field wins, as in generic()
+            v = d[k]
+            if (v.__class__ is float or v.__class__ is int) and f not in got:
+                got[f] = v
+        out, self.step = build(got, {}, self.step)
         return out or None
 
     def flush(self) -> list[dict]:

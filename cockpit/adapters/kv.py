@@ -21,6 +21,8 @@ from __future__ import annotations
 import math
 import re
 
+from orjson import loads
+
 from cockpit.adapters.common import KEYS, KV, field_of, generic, mfu_from, ppl
 
 NAME = "kv"
@@ -39,30 +41,44 @@ def detect(line: str) -> bool:
 
 
 # inside a shape the numbers sit between fixed texts: a plainer pattern does
-SHAPE_VALUE = r"([-+]?[\d.][\d.,eE+-]*|nan|inf)(ms|s|%)?"
+SHAPE_VALUE = r"[-+]?[\d.][\d.,eE+-]*|nan|inf"
 PLAIN = ("lr", "grad_norm", "tokens_per_s", "step_ms")
+
+
+def _literal(text: str) -> str:
+    return r"\s++".join(re.escape(w) for w in text.split(" "))
 
 
 class Shape:
     """Lines like one that gave events: an anchored pattern, and where each field's
     first value sits in it, so that a line of this shape makes the events build()
-    would make from it, without the search and the name lookups."""
+    would make from it, without the search and the name lookups. Only the values
+    of known fields are captured; a unit is part of the shape (`dt: 98ms` and
+    `dt: 0.1s` are two shapes)."""
 
     def __init__(self, line: str, pairs: list[re.Match]):
-        parts, at, self.at = [], 0, {}
-        for i, m in enumerate(pairs):
-            parts.append(r"\s+".join(re.escape(w) for w in line[at : m.start(2)].split(" ")))
-            parts.append(SHAPE_VALUE)
-            at = m.end()
+        parts, at, self.at, units = [], 0, {}, {}
+        for m in pairs:
+            parts.append(_literal(line[at : m.start(2)]))
             f = field_of(m[1])
             if f is not None and f not in self.at:
-                self.at[f] = i  # value i is group 2i, its unit group 2i+1
-        parts.append(r"\s+".join(re.escape(w) for w in line[at:].split(" ")) + "$")
+                self.at[f] = len(self.at)  # the group it is in, from 0
+                units[f] = m[3] or ""
+                parts.append(f"({SHAPE_VALUE})")
+            else:
+                parts.append(f"(?:{SHAPE_VALUE})")
+            parts.append(re.escape(m[3] or ""))
+            at = m.end()
+        parts.append(_literal(line[at:]) + "$")
         self.rx = re.compile("".join(parts))
         at = self.at
-        self.steps = "step" in at and "loss" in at
+        self.i_step, self.i_loss, self.i_val = at.get("step"), at.get("loss"), at.get("val_loss")
+        self.steps = self.i_step is not None and self.i_loss is not None
         self.plain = [(k, at[k]) for k in PLAIN if k in at]
         self.step_s = at.get("step_s") if "step_ms" not in at else None
+        self.step_s_ms = 1.0 if units.get("step_s") == "ms" else 1000.0
+        self.whole = [(k, at[k]) for k in ("tokens", "epoch") if k in at]
+        self.i_mfu, self.mfu_unit = at.get("mfu"), units.get("mfu", "")
 
     def events(self, line: str, last_step: int) -> tuple[list[dict], int] | None:
         """(events, the step now) for a line of this shape; None when it is not one (or
@@ -70,35 +86,38 @@ class Shape:
         m = self.rx.match(line)
         if m is None:
             return None
-        gs = m.groups("")
-        try:
-            x = [float(v) for v in gs[0::2]]
-        except ValueError:
-            return None  # 1,234.5: the search reads it
-        at, out = self.at, []
-        step = last_step
-        if "step" in at:
-            s = x[at["step"]]
-            if not math.isfinite(s):
+        g = m.groups()
+        try:  # one parse for all the numbers: twice as fast as a float() each
+            x = loads("[" + ",".join(g) + "]")
+            if len(x) != len(g):  # 1,234 read as two
+                raise ValueError
+        except ValueError:  # orjson.JSONDecodeError is one: nan, 1,234.5, 007, .5
+            try:
+                x = [_number(v) for v in g]
+            except ValueError:
                 return None
-            step = int(s)
+        out, step = [], last_step
+        if self.i_step is not None:
+            try:
+                step = int(x[self.i_step])
+            except (ValueError, OverflowError):  # nan, inf
+                return None
         if self.steps:
-            ev = {"type": "step", "step": step, "loss": x[at["loss"]]}
+            ev = {"type": "step", "step": step, "loss": x[self.i_loss]}
             for k, i in self.plain:
                 ev[k] = x[i]
             if self.step_s is not None:
-                i = self.step_s
-                ev["step_ms"] = x[i] * (1.0 if gs[2 * i + 1] == "ms" else 1000.0)
-            for k in ("tokens", "epoch"):
-                if k in at and math.isfinite(x[at[k]]):
-                    ev[k] = int(x[at[k]])
-            if "mfu" in at:
-                mfu = mfu_from(x[at["mfu"]], gs[2 * at["mfu"] + 1])
+                ev["step_ms"] = x[self.step_s] * self.step_s_ms
+            for k, i in self.whole:
+                if math.isfinite(x[i]):
+                    ev[k] = int(x[i])
+            if self.i_mfu is not None:
+                mfu = mfu_from(x[self.i_mfu], self.mfu_unit)
                 if mfu is not None:
                     ev["mfu"] = mfu
             out.append(ev)
-        if "val_loss" in at:
-            vl = x[at["val_loss"]]
+        if self.i_val is not None:
+            vl = x[self.i_val]
             out.append({"type": "eval", "step": step, "val_loss": vl, "val_ppl": ppl(vl)})
         return out, step
 

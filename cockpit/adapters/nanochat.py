@@ -14,9 +14,10 @@ on one curve would mislead). MFU 0.00 (no peak FLOPS known, on CPU) is unknown.
 
 from __future__ import annotations
 
+import math
 import re
 
-from cockpit.adapters.common import mfu_from, num
+from cockpit.adapters.common import num
 
 NAME = "nanochat"
 SIGNATURE = re.compile(r"^(?:step \d+(?:/\d+)? \([\d.]+%\) \| loss: |Step \d+ \| Validation bpb: )")
@@ -64,8 +65,9 @@ class Parser:
                     ev["tokens_per_s"] = float(tok.replace(",", ""))
             except ValueError:  # not a number after all ("1.2.3"): unknown
                 ev = {"type": "step", "step": step, "loss": num(loss)}
-            if mfu and (x := mfu_from(num(mfu), "%")) is not None:
-                ev["mfu"] = x
+            # 0.00 is no peak FLOPS known (on CPU), a negative one not measured yet
+            if mfu and 0.0 < (x := num(mfu) or 0.0) < math.inf:
+                ev["mfu"] = x / 100.0
             if epoch:
                 ev["epoch"] = int(epoch)
             if self.tps:
