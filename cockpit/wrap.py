@@ -23,7 +23,7 @@ dataclasses; they are encoded with orjson and written in one write of complete
 lines per read (JsonlSink's stdlib json costs 19 us an event on a slow core,
 more than the parse).
 
-Exactly once, across cockpits: adapter.json keeps the read offset in
+Exactly once, across cockpits (cockpit.wrapstate): adapter.json keeps the read offset in
 stdout.log, the parser's state and the size events.jsonl had then; only the
 cockpit holding the flock on .adapter.lock writes. A cockpit attaching later
 takes the lock once the first is gone and continues from the saved offset.
@@ -41,7 +41,6 @@ run_end and the run reads as a crash with an unknown exit code.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import threading
 import time
@@ -50,11 +49,12 @@ from pathlib import Path
 
 import orjson
 
+from cockpit import wrapstate
 from cockpit.adapters import Adapter
 from cockpit.adapters.runinfo import command_name, end_of, event_dict, last_words, world_size
 from cockpit.supervisor import Trainer
+from cockpit.wrapstate import STATE, size
 
-STATE = "adapter.json"
 LOCK = ".adapter.lock"
 READ_BYTES = 4 << 20  # of stdout.log per read
 MAX_LINE = 1 << 20  # a longer "line" (no \n or \r in it) is parsed in pieces
@@ -132,7 +132,7 @@ class Adapting:
             "started": self.started,
             "ended": self.ended,
             "last_step": self.last_step,
-            "events_bytes": _size(self.run_dir / "events.jsonl"),
+            "events_bytes": size(self.run_dir / "events.jsonl"),
             "adapter": self.adapter.state(),
         }
 
@@ -141,20 +141,11 @@ class Adapting:
         if not self.owner or (not force and now - self._saved < SAVE_EVERY_S):
             return
         self._saved = now
-        path = self.run_dir / STATE
-        tmp = path.with_name(f".{STATE}.tmp-{os.getpid()}")
-        try:  # no fsync: a state older than events.jsonl is reconciled on load
-            tmp.write_text(json.dumps(self.state()) + "\n")
-            os.replace(tmp, path)
-        except OSError:
-            pass
+        wrapstate.save(self.run_dir, self.state())
 
     def _load(self) -> None:
-        try:
-            d = json.loads((self.run_dir / STATE).read_text())
-        except (OSError, ValueError):
-            return
-        if not isinstance(d, dict):
+        d = wrapstate.load(self.run_dir)
+        if d is None:
             return
         self.fmt = d.get("format") or self.fmt
         self.command = d.get("command") or self.command
@@ -165,34 +156,11 @@ class Adapting:
         self.started, self.ended = bool(d.get("started")), bool(d.get("ended"))
         self.last_step = int(d.get("last_step") or 0)
         self.adapter.restore(d.get("adapter") or {})
-        self._reconcile(int(d.get("events_bytes") or 0))
-
-    def _reconcile(self, saved_size: int) -> None:
-        """Events written after the state was saved will be parsed again: skip them."""
-        path = self.run_dir / "events.jsonl"
-        if _size(path) <= saved_size:
-            return
-        with open(path, "rb") as f:
-            f.seek(saved_size)
-            extra = f.read()
-        if not extra.endswith(b"\n"):
-            with open(path, "ab") as f:  # a torn last line: end it, readers skip it as malformed
-                f.write(b"\n")
-        for raw in extra.split(b"\n"):
-            try:
-                d = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                continue
-            if not isinstance(d, dict):
-                continue
-            if d.get("type") == "run_start":
-                self.started = True
-            elif d.get("type") == "run_end":
-                self.ended = True
-            else:
-                d.pop("t", None)
-                d.pop("v", None)
-                self._skip.append(d)
+        # events written after the state was saved will be parsed again: skip them
+        started, ended, self._skip = wrapstate.written_since(
+            self.run_dir / "events.jsonl", int(d.get("events_bytes") or 0)
+        )
+        self.started, self.ended = self.started or started, self.ended or ended
 
     # --- reading ----------------------------------------------------------------
 
@@ -378,13 +346,6 @@ class Adapting:
             self._log_fd = self._events_fd = self._lock_fd = None
 
 
-def _size(path: Path) -> int:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return 0
-
-
 # -----------------------------------------------------------------------------
 # what the CLI calls
 
@@ -403,12 +364,12 @@ def launch_wrapped(
     with a._lock:
         if not a._own():
             raise RuntimeError(f"another cockpit is adapting {run_dir}: {a.error or 'locked'}")
-        if not a.ended and a.off < _size(run_dir / "stdout.log"):
+        if not a.ended and a.off < size(run_dir / "stdout.log"):
             while a._read(READ_BYTES, final=True):  # a previous command's unread lines
                 pass
         # a new part: its own run_start, run_end and parse, from the end of the log
         a.fmt, a.adapter, a.command = fmt, Adapter(fmt), list(cmd)
-        a.off, a.started, a.ended, a.last_step = _size(run_dir / "stdout.log"), False, False, 0
+        a.off, a.started, a.ended, a.last_step = size(run_dir / "stdout.log"), False, False, 0
         a.t_mark = a.t_begin = time.time()
         try:
             trainer = Trainer.launch(list(cmd), run_dir, cwd=cwd)
