@@ -33,6 +33,9 @@ COMMANDS = {
 }
 
 
+REQUESTS = {"save": signal.SIGUSR1, "dump": signal.SIGUSR2}  # sent only to a handler
+
+
 class Pump:
     def __init__(
         self,
@@ -179,6 +182,12 @@ class Pump:
             t = self.session.trainer
             if self.finished or t is None or not t.alive():
                 notice("the trainer is not running: nothing to signal", "warn")
+            elif (sig := REQUESTS.get(cmd)) and t.handles(sig) is False:
+                notice(
+                    f"the trainer does not handle {sig.name} ({cmd}), and its default "
+                    "action would kill it: not sent",
+                    "warn",
+                )
             elif cmd in COMMANDS:
                 sig, said = COMMANDS[cmd]
                 if t.signal(sig):

@@ -97,6 +97,7 @@ class RunModel:
     system: dict | None = None
     gpu: dict | None = None
     ranks: object | None = None  # cockpit.ranks.RanksSnapshot under torchrun (per-rank figures)
+    handles: tuple = (None, None)  # the trainer has a handler for SIGUSR1, SIGUSR2 (None: unknown)
 
     # --- events --------------------------------------------------------------
 

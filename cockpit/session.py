@@ -163,6 +163,8 @@ class Session:
             self._find_trainer()
             self._sample(now)
             self._sample_ranks()
+            if self.trainer is not None and m.proc_alive:  # which keys can ask it things
+                m.handles = tuple(self.trainer.handles(s) for s in (signal.SIGUSR1, signal.SIGUSR2))
         if now >= self._next_ckpt:
             self._next_ckpt = now + self.ckpt_every_s
             m.set_checkpoints(self.ckpts.scan())
@@ -195,6 +197,7 @@ class Session:
         now, m = now or time.time(), self.model
         if m.proc_alive is False and m.exit_code is None:
             m.t_gone = None
+        self._sample_ranks()  # the ranks' files say how each rank ended
         for f in self.health.update(m, now):
             m.add_alert(f.level, f.code, f.message, "cockpit", f.detail, t=now)
 
@@ -354,7 +357,7 @@ class Session:
         return self._ask_dump(now or time.time(), "on request")
 
     def _ask_dump(self, now: float, why: str = "after the stall") -> bool:
-        before = self._stacks()
+        before = self._stacks()  # (signal() sends it only to a process that handles it)
         if self.trainer is not None and self.trainer.signal(signal.SIGUSR2):
             self._dump_wait = (now, before, why)
             return True

@@ -27,6 +27,7 @@ import psutil
 from core.checkpoint import atomic_write_text
 
 LOGS = Path("logs")
+REQUESTS = (signal.SIGUSR1, signal.SIGUSR2)  # save now, dump stacks: asked, never forced
 
 
 def new_run_dir(profile_name: str, logs: Path = LOGS) -> Path:
@@ -93,6 +94,19 @@ def announced(pid, t_announced: float | None) -> float | None:
     except (psutil.Error, OSError):
         return None
     return ct if t_announced is None or ct <= t_announced + 1.0 else None
+
+
+def catches(pid: int, sig: int) -> bool | None:
+    """Whether process `pid` has a handler for `sig` (SigCgt in /proc/PID/status);
+    None when it cannot be told (gone, not Linux)."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"SigCgt:"):
+                    return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def exit_code_of(returncode: int) -> int:
@@ -196,19 +210,31 @@ class Trainer:
             self._exit_seen = True
             self.on_exit(self)
 
-    def signal(self, sig: int) -> bool:
-        """Send `sig` to the trainer; False when it is already gone. Under torchrun,
-        save-now (SIGUSR1) and stack dumps (SIGUSR2) go to the ranks themselves:
-        torchrun does not handle them, and their default action would kill it."""
-        if not self.alive():
-            return False
-        pids = [self.pid]
-        if sig in (signal.SIGUSR1, signal.SIGUSR2) and (self.run_dir / "ranks").is_dir():
+    def _targets(self, sig: int) -> list[int]:
+        """Under torchrun, save-now (SIGUSR1) and stack dumps (SIGUSR2) go to the ranks
+        themselves: torchrun does not handle them."""
+        if sig in REQUESTS and (self.run_dir / "ranks").is_dir():
             from cockpit.ranks import rank_pids
 
-            pids = list(rank_pids(self.run_dir).values()) or pids
+            return list(rank_pids(self.run_dir).values()) or [self.pid]
+        return [self.pid]
+
+    def handles(self, sig: int) -> bool | None:
+        """Whether the trainer has a handler for `sig` (every rank, under torchrun);
+        None when it cannot be told (gone, not Linux)."""
+        got = [catches(pid, sig) for pid in self._targets(sig)]
+        return None if None in got else all(got)
+
+    def signal(self, sig: int) -> bool:
+        """Send `sig` to the trainer; False when it is already gone. A request (SIGUSR1
+        save-now, SIGUSR2 stack dump) goes only to a process that handles it: their
+        default action kills, and a wrapped command may not handle them."""
+        if not self.alive():
+            return False
         sent = False
-        for pid in pids:
+        for pid in self._targets(sig):
+            if sig in REQUESTS and catches(pid, sig) is False:
+                continue
             try:
                 os.kill(pid, sig)
                 sent = True

@@ -117,6 +117,8 @@ class RunView:
     log_seq: int = 0  # lines of stdout.log read so far (changes when the log does)
     loading: float | None = None  # share of the history replayed, None once it all is
     pid: int | None = None  # the trainer's
+    ranks: object | None = None  # cockpit.ranks.RanksSnapshot under torchrun, else None
+    handles: tuple = (None, None)  # the trainer handles SIGUSR1 (save now), SIGUSR2 (stacks)
     version: int = 0  # changes whenever anything but the clock does
     extra: dict = field(default_factory=dict)
 
@@ -167,7 +169,7 @@ class ViewBuilder:
             id(m), m.loss.n + m.loss.n_nonfinite, m.val_loss.n, m.n_alerts, m.n_evals,
             len(m.samples), id(m.proc), id(m.system), id(m.gpu), m.status, m.proc_alive,
             m.exit_code, id(m.phase), id(m.gate), id(m.run_end), m.t_last_activity, ck,
-            m.malformed, log_seq, loading, id(m.info),
+            m.malformed, log_seq, loading, id(m.info), id(m.ranks), m.handles,
         )  # fmt: skip
 
     def changed(self, m: RunModel, log_seq: int = 0, loading: float | None = None) -> bool:
@@ -241,5 +243,7 @@ class ViewBuilder:
             log_seq=log_seq,
             loading=loading,
             pid=pid,
+            ranks=m.ranks,
+            handles=m.handles,
             version=self.version,
         )

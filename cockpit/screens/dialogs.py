@@ -106,6 +106,7 @@ Monitor keys
   q        detach: the cockpit quits, training keeps running
            (re-attach with `cockpit watch RUN_DIR`)
   s        ask the trainer to save a checkpoint now (SIGUSR1)
+           (s and d only for a trainer that handles the signal)
   x        stop the run gracefully after a confirmation (SIGINT: it
            saves a checkpoint tagged 'interrupt' and exits 130)
   d        dump the trainer's thread stacks (SIGUSR2) and show them
@@ -127,6 +128,9 @@ Runs screen
 
 Panels that do not fit collapse: below 120x36 the eval & gate and the
 threads panels are left out (the header keeps the gate state).
+Under torchrun a Ranks table (each rank's step, step and data+forward
+ms, memory, state; straggler and failed ranks marked) takes the place
+of the memory panel below 120x36, of the threads panel above.
 NO_COLOR is honoured; themes come from the command palette.
 """
 

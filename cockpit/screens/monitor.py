@@ -24,7 +24,7 @@ from cockpit.view import RunView
 from cockpit.widgets.base import Panel
 from cockpit.widgets.header import AlertBar, RunHeader
 from cockpit.widgets.logpanel import LogPanel
-from cockpit.widgets.machine import GpuPanel, MemoryPanel, ThreadsPanel
+from cockpit.widgets.machine import GpuPanel, MemoryPanel, RanksPanel, ThreadsPanel
 from cockpit.widgets.training import (
     CheckpointsPanel,
     EvalPanel,
@@ -91,6 +91,7 @@ class MonitorScreen(Screen):
             yield ThroughputPanel(id="throughput", classes="panel")
             yield EvalPanel(id="eval", classes="panel")
             yield MemoryPanel(id="memory", classes="panel")
+            yield RanksPanel(id="ranks", classes="panel")
             yield GpuPanel(id="gpu", classes="panel")
             yield ThreadsPanel(id="threads", classes="panel")
             yield CheckpointsPanel(id="checkpoints", classes="panel")
@@ -112,7 +113,12 @@ class MonitorScreen(Screen):
     # --- views in ----------------------------------------------------------------
 
     def on_monitor_screen_updated(self, msg: Updated) -> None:
-        v = self.view = msg.view
+        old, v = self.view, msg.view
+        self.view = v
+        if old is None or old.handles != v.handles:
+            self.refresh_bindings()  # s and d only for a trainer that handles them
+        # under torchrun the ranks take the place of memory (compact) or threads (full)
+        self.set_class(v.ranks is not None, "-ranks")
         for p in self.query(Panel):
             p.show(v)  # hidden ones too: a larger terminal shows them at once
         if self._dump_from is not None:
@@ -154,6 +160,14 @@ class MonitorScreen(Screen):
         self.set_focus(None)
 
     # --- keys ----------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        """`s` (SIGUSR1) and `d` (SIGUSR2) are offered only when the trainer has a
+        handler for them: their default action would kill it (a wrapped command)."""
+        i = {"save": 0, "dump": 1}.get(action)
+        if i is not None and self.view is not None and self.view.handles[i] is False:
+            return False
+        return True
 
     def action_save(self) -> None:
         self.pump.submit("save")

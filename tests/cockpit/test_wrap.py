@@ -5,6 +5,7 @@ Session watching a wrapped run the way `cockpit run -- CMD` will."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -107,7 +108,9 @@ def events_tolerant(run_dir: Path) -> list[dict]:
 # real processes
 
 LOOP = """
-import sys, time
+import os, signal, sys, time
+if os.environ.get("LOOP_SAVES"):  # a trainer that saves on SIGUSR1, as ours does
+    signal.signal(signal.SIGUSR1, lambda *_: print("saving now", flush=True))
 n, pause = int(sys.argv[1]), float(sys.argv[2])
 for i in range(n):
     print(f"step={i} loss={4 - i / 1000:.4f} lr=3e-4", flush=True)
@@ -176,6 +179,49 @@ def test_a_session_watches_a_wrapped_run_like_one_of_ours(tmp_path):
     assert (m.status, m.exit_code, m.step) == ("completed", 0, 39)
     assert m.profile == "loop.py" and m.info["wrapped"]["format"] == "kv"
     assert not [x for x in m.alerts if x.code == "crash"]  # run_end came before the exit was seen
+
+
+def test_save_and_stack_requests_go_only_to_a_command_that_handles_them(tmp_path, monkeypatch):
+    """SIGUSR1/SIGUSR2's default action kills: a wrapped command without handlers is
+    never sent them, and the monitor does not offer `s`/`d` for it; one that handles
+    SIGUSR1 gets `s`."""
+    from cockpit.app import CockpitApp
+    from tests.cockpit.tuikit import until as ui_until
+
+    async def keys_offered(run_dir: Path, trainer: Trainer) -> set[str]:
+        app = CockpitApp("monitor", session=Session(run_dir, trainer, sample_every_s=0.2))
+        async with app.run_test(size=(100, 30)) as pilot:
+            await ui_until(
+                pilot, lambda: app.screen.view and app.screen.view.handles[0] is not None
+            )
+            await pilot.press("s", "d")  # nothing happens when they are not offered
+            await pilot.pause(0.3)
+            return {b.binding.action for b in app.screen.active_bindings.values()}
+
+    run_dir, trainer, a = launch(tmp_path, "plain", "100000", "0.01")
+    try:
+        a.start()
+        assert trainer.handles(signal.SIGUSR1) is False and trainer.handles(signal.SIGUSR2) is False
+        assert trainer.signal(signal.SIGUSR1) is False and trainer.signal(signal.SIGUSR2) is False
+        offered = asyncio.run(keys_offered(run_dir, trainer))
+        assert "stop" in offered and "save" not in offered and "dump" not in offered
+        assert trainer.alive()  # neither signal was sent: either would have killed it
+    finally:
+        a.stop()
+        trainer.kill_group()
+
+    monkeypatch.setenv("LOOP_SAVES", "1")
+    run_dir, trainer, a = launch(tmp_path, "saves", "100000", "0.01")
+    try:
+        a.start()
+        assert until(lambda: trainer.handles(signal.SIGUSR1) is True)
+        offered = asyncio.run(keys_offered(run_dir, trainer))
+        assert "save" in offered and "dump" not in offered
+        assert until(lambda: "saving now" in (run_dir / "stdout.log").read_text())  # `s` pressed
+        assert trainer.alive()
+    finally:
+        a.stop()
+        trainer.kill_group()
 
 
 # -----------------------------------------------------------------------------
