@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 from cockpit.headless import fmt_num
 from cockpit.view import RunView
 from cockpit.widgets.base import ACCENT, ERROR, MUTED, OK, PRIMARY, WARN, Lines, Panel
@@ -10,6 +12,12 @@ from cockpit.widgets.chart import fmt_mib, fmt_sig, spark
 
 def _mib(x) -> str:
     return f"{fmt_num(x, '.0f')} MiB" if x is not None else "–"
+
+
+def _short_mib(x) -> str:
+    if x is None:
+        return "–"
+    return f"{x / 1024:.1f}G" if x >= 1024 else f"{x:.0f}M"
 
 
 def _pct(x) -> str:
@@ -171,4 +179,74 @@ class GpuPanel(Panel):
                 ("  power ", MUTED),
                 f"{power} ",
                 (sp("power_w"), ACCENT),
+            )
+
+
+class RanksPanel(Panel):
+    """Under torchrun: a row per rank (its step, median step and forward times over
+    the recent steps, memory, state), straggler and failed ranks marked and, when
+    the panel is short, listed first; below, how the first rank failed and what
+    makes the straggler one. Narrow,
+    a row has the compared time, memory and state only. Shown in place of another
+    panel only when the run has rank files (cockpit.ranks)."""
+
+    TITLE = "Ranks"
+    MIN_INTERVAL_S = 2.0  # rank files are read once a second
+    WIDE = 50  # columns for the full table
+
+    def key(self, v: RunView) -> object:
+        return (id(v.ranks), self.size)
+
+    def draw(self, v: RunView, out: Lines) -> None:
+        snap = v.ranks
+        if snap is None or not snap.ranks:
+            out.line((snap.error if snap is not None and snap.error else "no rank files", MUTED))
+            return
+        slow = {s.rank: s for s in snap.stragglers}
+        failed = {f.rank: f for f in snap.failures}
+        rows = list(snap.ranks)
+        room = (out.left or len(rows) + 1) - 1
+        if len(rows) > room:  # the ranks in trouble first, then by rank
+            rows.sort(key=lambda r: (r.rank not in failed, r.rank not in slow, r.rank))
+            rows = sorted(rows[: max(0, room - 1)], key=lambda r: r.rank)
+        wide = out.width >= self.WIDE
+        mem = "cuda peak" if any(r.mem_kind == "cuda_max_alloc" for r in snap.ranks) else "rss"
+        key = snap.stragglers[0].key if snap.stragglers else "fwd_ms"
+        if not any(r.median_fwd_ms is not None for r in snap.ranks):
+            key = "step_ms"
+        if wide:
+            out.line(
+                (f"{'rank':<5}{'step':>7} {'step ms':>7} {'fwd ms':>6} {mem:>9}  state", MUTED)
+            )
+        else:
+            mem = "peak" if mem == "cuda peak" else mem
+            out.line((f"{'rank':<4}{key.replace('_', ' '):>7} {mem:>6} state", MUTED))
+        for r in rows:
+            if r.rank in failed:
+                f = failed[r.rank]
+                code = f" {f.exit_code}" if f.exit_code is not None else ""
+                state = (f"failed{code}", "bold " + ERROR)
+            elif r.rank in slow:
+                state = ("straggler", "bold " + WARN)
+            else:
+                state = (r.status, OK if r.status == "running" else MUTED)
+            med = r.median_fwd_ms if key == "fwd_ms" else r.median_step_ms
+            if wide:
+                figs = (
+                    f"{r.step:>7} {fmt_num(r.median_step_ms, '.0f'):>7} "
+                    f"{fmt_num(r.median_fwd_ms, '.0f'):>6} {fmt_mib(r.mem_mib):>9}  "
+                )
+            else:
+                figs = f"{fmt_num(med, '.0f'):>7} {_short_mib(r.mem_mib):>6} "
+            out.line((f"r{r.rank:<4}" if wide else f"r{r.rank:<3}", "bold"), figs, state)
+        if len(rows) < len(snap.ranks):
+            out.line((f"… {len(snap.ranks) - len(rows)} more ranks", MUTED))
+        for f in snap.failures[:1]:  # torchrun's root cause comes first
+            for part in textwrap.wrap(f.reason + (" (a: its log)" if f.log else ""), out.width):
+                out.line((part, ERROR))
+        for s in [s for s in snap.stragglers if s.rank not in failed][:1]:
+            out.line(
+                (f"r{s.rank}: ", "bold " + WARN),
+                f"{s.key[:-3]} {s.median_ms:.0f} ms vs {s.others_ms:.0f} ms on the others ",
+                (f"({s.ratio:.2f}x)", "bold " + WARN),
             )

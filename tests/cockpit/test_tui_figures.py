@@ -5,6 +5,7 @@ formats the headless display prints."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 
 import pytest
 
@@ -26,6 +27,7 @@ def reference(run):
 
 def texts(app) -> dict[str, str]:
     ids = ("header", "alertbar", "loss-figures", "throughput", "eval", "memory", "gpu", "threads")
+    ids += ("ranks",)
     out = {i: app.screen.query_one(f"#{i}").render().plain for i in ids}
     out["checkpoints"] = app.screen.query_one("#checkpoints").render().plain
     out["loss"] = out.pop("loss-figures")
@@ -67,8 +69,9 @@ def test_panels_show_the_run_models_figures(in_repo, run):  # noqa: F811
     assert f"({ram:.0f}%)" in t["memory"]
 
     if f["gpu_available"]:
-        assert f"{f['gpu_util_pct']:.0f}%" in t["gpu"]
-        assert m.gpu["devices"][0]["name"] in t["gpu"]
+        for d in m.gpu["devices"]:  # (the summary's figure is their mean)
+            assert f"GPU{d['index']} {d['name']}" in t["gpu"]
+            assert f"util {d['util_pct']:>3.0f}%" in t["gpu"]
         assert "MFU" in t["throughput"] and f"{100 * m.last['mfu']:.1f}%" in t["throughput"]
     else:
         assert "no GPU" in t["gpu"] and m.gpu["reason"] in t["gpu"]
@@ -88,5 +91,51 @@ def test_panels_show_the_run_models_figures(in_repo, run):  # noqa: F811
 
     a = m.alerts[-1]
     assert f"{a.level.upper()} {a.code}:" in t["alertbar"]
-    threads = m.proc_threads["procs"][0]["threads"]
-    assert max(threads, key=lambda th: th["cpu_pct"])["name"] in t["threads"]
+    if m.ranks is None:  # one process: its threads; under torchrun the ranks take their place
+        threads = m.proc_threads["procs"][0]["threads"]
+        assert max(threads, key=lambda th: th["cpu_pct"])["name"] in t["threads"]
+        assert t["ranks"] == ""
+        return
+    assert t["threads"] == ""
+    rows = {ln.split()[0]: ln.split() for ln in t["ranks"].splitlines()[1:3]}
+    for r in m.ranks.ranks:  # rank, step, median step ms, median fwd ms, memory, state
+        row = rows[f"r{r.rank}"]
+        assert row[1:4] == [str(r.step), f"{r.median_step_ms:.0f}", f"{r.median_fwd_ms:.0f}"]
+        assert f"{r.mem_mib / 1024:.1f} GiB" in " ".join(row)
+    (slow,) = m.ranks.stragglers  # the recorded rank 1 is 1.33x slower in its forward
+    assert slow.rank == 1 and rows["r1"][-1] == "straggler" and rows["r0"][-1] == "interrupted"
+    assert f"r1: fwd {slow.median_ms:.0f} ms vs {slow.others_ms:.0f} ms" in t["ranks"]
+    assert f"({slow.ratio:.2f}x)" in t["ranks"]
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
+def test_a_killed_rank_shows_failed_in_the_ranks_table_and_alerts_with_its_log(tmp_path, size):
+    """The recorded 2-rank run, but rank 1 was SIGKILLed: its file has no end line and
+    torchrun's failure summary is in stdout.log. The table says which rank failed, with
+    its exit code, and the alert carries that rank's last lines."""
+    from tests.cockpit.test_ranks import KILLED
+
+    run = tmp_path / GPU.name
+    shutil.copytree(GPU, run)
+    f1 = run / "ranks" / "rank-1.jsonl"
+    f1.write_text("".join(f1.read_text().splitlines(keepends=True)[:-1]))  # no end line
+    with open(run / "stdout.log", "a") as f:
+        f.write("[rank1]:CUDA out of memory on the last batch\n" + KILLED)
+
+    async def go():
+        app = recorded_app("monitor", run)
+        async with app.run_test(size=size) as pilot:  # compact: the narrow table
+            await settle(pilot)
+            return app.screen.view, app.screen.query_one("#ranks").render().plain
+
+    view, text = asyncio.run(go())
+    rows = {ln.split()[0]: ln for ln in text.splitlines()[1:]}
+    assert rows["r1"].endswith("failed -9"), text
+    assert rows["r0"].endswith("interrupted"), text
+    if size[1] > 24:  # room under the table: how it failed (and no straggler line for it)
+        said = " ".join(text.split("failed -9\n", 1)[1].split())
+        assert said == "rank 1 killed by SIGKILL after step 160, with no end line (a: its log)"
+        assert "r1: fwd" not in text
+    (alert,) = [a for a in view.alerts if a.code == "rank_failed"]
+    assert alert.level == "error" and "rank 1 killed by SIGKILL" in alert.message
+    assert "CUDA out of memory on the last batch" in alert.detail

@@ -1,6 +1,6 @@
 """Writes the recorded run directories the TUI's snapshot tests open: a finished
-CPU-only run that passed its gate, and an interrupted GPU run with recorded GPU
-samples. Deterministic (seeded, fixed timestamps), small (< 200 KB together),
+CPU-only run that passed its gate, and an interrupted 2-GPU torchrun run with
+recorded GPU samples and rank files (rank 1 a straggler). Deterministic (seeded, fixed timestamps), small (< 200 KB together),
 written through core's own event and checkpoint formats.
 
     .venv/bin/python tests/recorded/make_recorded.py      # rewrites both
@@ -98,6 +98,7 @@ def make_run(name: str, t0: float, *, steps: int, gpu: bool) -> None:
     shutil.rmtree(d, ignore_errors=True)
     d.mkdir(parents=True)
     rng = random.Random(name)
+    rng_ranks = random.Random(name + "/ranks")  # its own: the run's other figures stay as they were
     profile = name.split("-", 2)[-1]
     total = 600 if not gpu else 5000
     epochs = 3 if not gpu else 10
@@ -106,14 +107,14 @@ def make_run(name: str, t0: float, *, steps: int, gpu: bool) -> None:
     ev: list[dict] = [
         E.RunStart(
             run_id=name, profile=profile, pid=PID, device="cuda" if gpu else "cpu",
-            world_size=1, dtype="bfloat16" if gpu else "float32",
+            world_size=2 if gpu else 1, dtype="bfloat16" if gpu else "float32",
             n_params=409728 if not gpu else 20_971_520, tokens_per_step=tps_step,
             total_steps=total, total_epochs=epochs, t=t0,
         ).to_dict(),
         E.Phase(name="train", done=0, total=total, t=t0 + 0.5).to_dict(),
     ]  # fmt: skip
     log = [f"run dir: logs/{name}", f"training {profile}: {total} steps, {epochs} epochs"]
-    losses, evals = [], []
+    losses, evals, ranks = [], [], [[], []]
     dt = 0.1 if not gpu else 0.25
     best = None
     for s in range(1, steps + 1):
@@ -131,6 +132,12 @@ def make_run(name: str, t0: float, *, steps: int, gpu: bool) -> None:
                 tokens_per_s=r(tps_step / (ms / 1000), 1), mfu=mfu, t=t,
             ).to_dict()
         )  # fmt: skip
+        for k, fwd in enumerate((0.45, 0.60) if gpu else ()):  # rank 1: 1.33x slower forward
+            ranks[k].append({
+                "v": 1, "t": t, "type": "step", "step": s, "step_ms": r(ms, 2),
+                "fwd_ms": r(1000 * dt * fwd * (1 + rng_ranks.gauss(0, 0.03)), 2), "rss_mib": r(2900 + 40 * k, 1),
+                "cuda_alloc_mib": 20480.0, "cuda_max_alloc_mib": r(38000.0 + 512 * k + s, 1),
+            })  # fmt: skip
         if s % 25 == 0:
             log.append(
                 f"step {s}/{total} | epoch {(s - 1) // per_epoch} | loss {loss:.4f} | "
@@ -179,6 +186,19 @@ def make_run(name: str, t0: float, *, steps: int, gpu: bool) -> None:
         ev.append(E.RunEnd(status="gate_passed", step=steps, reason="every gate metric met its minimum", wall_s=r(t_end - t0, 2), t=t_end).to_dict())  # fmt: skip
     log.append(f"run {'interrupted' if gpu else 'gate_passed'} (step {steps})")
     write_lines(d / "events.jsonl", ev)
+    for k, rows in enumerate(ranks if gpu else ()):
+        (d / "ranks").mkdir(exist_ok=True)
+        start = {"v": 1, "t": t0 + 0.4, "type": "start", "rank": k, "local_rank": k, "world_size": 2,
+                 "pid": PID + 100 + k, "host": "recorded", "device": f"cuda:{k}"}  # fmt: skip
+        end = {
+            "v": 1,
+            "t": t_end,
+            "type": "end",
+            "step": steps,
+            "status": "interrupted",
+            "exit_code": 130,
+        }
+        write_lines(d / "ranks" / f"rank-{k}.jsonl", [start, *rows, end])
     (d / "stdout.log").write_text("\n".join(log) + "\n")
     samples = []
     n = int((t_end - t0) // 2)
@@ -194,7 +214,15 @@ def make_run(name: str, t0: float, *, steps: int, gpu: bool) -> None:
                 "sm_clock_mhz": 1980, "mem_clock_mhz": 2619, "throttle": [],
                 "proc_mem_mib": r(39000 + 30 * k, 1),
             }  # fmt: skip
-            g = {"t": t, "available": True, "reason": None, "driver": "550.54.15", "devices": [dev]}
+            dev1 = dev | {"index": 1, "uuid": "GPU-00000001", "util_pct": r(dev["util_pct"] - 9, 1),
+                          "temp_c": dev["temp_c"] - 2, "mem_used_mib": r(dev["mem_used_mib"] + 512, 1)}  # fmt: skip
+            g = {
+                "t": t,
+                "available": True,
+                "reason": None,
+                "driver": "550.54.15",
+                "devices": [dev, dev1],
+            }
         samples.append(system(t, k, 900 + 1.5 * k, g, threads=k % 5 == 0))
     write_lines(d / "system.jsonl", samples)
     (d / "supervisor.json").write_text(json.dumps({
