@@ -117,7 +117,7 @@ def _launch(args, p, health, sets: list[str], checked=None, notify: bool = False
         save(run_dir, *checked)
     n, nodes = getattr(args, "nproc_per_node", 1) or 1, getattr(args, "nnodes", 1) or 1
     if n > 1 or nodes > 1:  # DDP under torchrun (no launcher of our own)
-        from cockpit.ranks import torchrun_command
+        from cockpit.torchrun import torchrun_command
 
         cmd = torchrun_command(args.profile, run_dir, sets, n, nodes, args.torchrun_arg)
     else:

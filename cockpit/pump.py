@@ -182,7 +182,7 @@ class Pump:
             t = self.session.trainer
             if self.finished or t is None or not t.alive():
                 notice("the trainer is not running: nothing to signal", "warn")
-            elif (sig := REQUESTS.get(cmd)) and t.handles(sig) is False:
+            elif (sig := REQUESTS.get(cmd)) and t.handles(sig, self.session.rank_pids) is False:
                 notice(
                     f"the trainer does not handle {sig.name} ({cmd}), and its default "
                     "action would kill it: not sent",
@@ -190,7 +190,7 @@ class Pump:
                 )
             elif cmd in COMMANDS:
                 sig, said = COMMANDS[cmd]
-                if t.signal(sig):
+                if t.signal(sig, self.session.rank_pids):
                     notice(said, "info")
                 else:
                     notice("the trainer is gone: nothing to signal", "warn")

@@ -1,4 +1,4 @@
-"""Several ranks under torchrun: how the cockpit launches them, and what each is doing.
+"""Several ranks under torchrun: what each is doing (cockpit.torchrun launches them).
 
 Display-free, like the other collectors. The core writes `ranks/rank-N.jsonl`
 under torchrun (every rank, rank 0 too; core/ranklog.py has the schema);
@@ -15,18 +15,12 @@ Why fwd_ms: under DDP every rank waits for the slowest in the gradient
 all-reduce, so step_ms is nearly the same on all of them; the time a rank
 spends on its own data and forward is what shows the slow one.
 
-Signals under torchrun: SIGINT/SIGTERM go to torchrun (it forwards them to every
-rank, which finish the step together, save and exit 130/143; torchrun itself
-then exits 1). SIGUSR1 (save) and SIGUSR2 (stacks) must go to the rank
-processes (`rank_pids`): torchrun does not handle them, and their default
-action would kill it and orphan the ranks. Each rank runs in a session of its
-own, so a kill must reach the ranks by pid, not by torchrun's process group.
+SIGUSR1 (save) and SIGUSR2 (stacks) go to the rank processes running here
+(`running_pids`), not to torchrun (cockpit.torchrun says why).
 """
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import os
 import re
 import socket
@@ -40,53 +34,8 @@ from pathlib import Path
 import orjson
 import psutil
 
-from cockpit.supervisor import trainer_command
-
 WINDOW = 50  # recent steps kept per rank for the medians
 STRAGGLER_FRAC = 0.2  # a rank this much slower than the median of the others is a straggler
-SHUTDOWN_TIMEOUT_S = 300  # how long torchrun lets the ranks save after SIGINT before SIGKILL
-
-
-# -----------------------------------------------------------------------------
-# launching
-
-
-@functools.lru_cache(maxsize=1)
-def _torchrun_has(option: str) -> bool:
-    """Whether the installed torchrun takes `option` (read from its source: no torch import)."""
-    try:
-        spec = importlib.util.find_spec("torch")
-        src = Path(spec.origin).parent / "distributed" / "run.py"
-        return f'"{option}"' in src.read_text(encoding="utf-8", errors="replace")
-    except (AttributeError, TypeError, OSError, ValueError):
-        return False
-
-
-def torchrun_command(
-    profile: str,
-    run_dir: Path,
-    sets: list[str],
-    nproc_per_node: int,
-    nnodes: int = 1,
-    extra: Sequence[str] = (),
-) -> list[str]:
-    """The core under torchrun: `python -m torch.distributed.run ... -m core.train ...`.
-
-    One node: `--standalone` (a free local port). Several: pass the rendezvous in
-    `extra` (`--rdzv-endpoint=HOST:PORT --rdzv-id=ID`, or `--node-rank` with
-    `--master-addr`) and run the same command on every node. Each rank's output
-    reaches stdout.log with a `[rankN]:` prefix (N: the local rank, the global one
-    on a single node) and is kept whole under run_dir/torchrun/."""
-    run_dir = Path(run_dir)
-    cmd = trainer_command(profile, run_dir, sets)
-    tr = [cmd[0], "-m", "torch.distributed.run"]
-    if nnodes == 1 and not any(str(a).startswith(("--rdzv", "--master")) for a in extra):
-        tr.append("--standalone")
-    tr += [f"--nnodes={nnodes}", f"--nproc-per-node={nproc_per_node}"]
-    tr += ["--role=rank", "--tee=3", f"--log-dir={run_dir / 'torchrun'}"]
-    if _torchrun_has("--shutdown-timeout"):
-        tr.append(f"--shutdown-timeout={SHUTDOWN_TIMEOUT_S}")  # rank 0's save after a stop
-    return tr + [str(a) for a in extra] + cmd[1:]
 
 
 # -----------------------------------------------------------------------------
@@ -198,10 +147,29 @@ class RankReader:
             return RanksSnapshot(time.time(), (), (), (), f"ranks reader error: {e!r}")
 
 
+def read_all(run_dir: Path) -> dict[int, RankState]:
+    """Every rank file read to its end (a poll reads a bounded bite of each)."""
+    reader = RankReader(run_dir)
+    while True:
+        before = dict(reader._pos)
+        states = reader.poll()
+        if reader._pos == before:
+            return states
+
+
 def rank_pids(run_dir: Path) -> dict[int, int]:
-    """{rank: pid} from the newest start line of each rank file (for SIGUSR1/SIGUSR2)."""
-    states = RankReader(run_dir).poll()
-    return {r: s.pid for r, s in sorted(states.items()) if s.pid}
+    """{rank: pid} from the newest start line of each rank file."""
+    return {r: s.pid for r, s in sorted(read_all(run_dir).items()) if s.pid}
+
+
+def running_pids(states: Mapping[int, RankState]) -> list[int]:
+    """The pids of the ranks running now on this host (for SIGUSR1/SIGUSR2): a pid
+    from another host, or one the system gave to another process since, is not one."""
+    return [
+        st.pid
+        for _, st in sorted(states.items())
+        if st.pid and st.end is None and pid_alive(st) is True
+    ]
 
 
 def pid_alive(st: RankState) -> bool | None:

@@ -25,9 +25,10 @@ from cockpit.curve import Curve
 from cockpit.follow import EventsFollower
 from cockpit.gpu import GpuSampler
 from cockpit.health import EXIT_CODE_WAIT_S, Health, HealthConfig
+from cockpit.ranks import RankReader, running_pids
 from cockpit.runmodel import ENDED, RunModel
 from cockpit.sampling import ProcessSampler
-from cockpit.supervisor import Trainer, announced, log_tail
+from cockpit.supervisor import REQUESTS, Trainer, announced, log_tail
 from cockpit.system import SystemSampler, system_lines, without_threads
 
 THREADS_EVERY_S = 10.0  # per-thread lists go to system.jsonl this often (the rest every sample)
@@ -63,6 +64,7 @@ class Session:
         self._record = None  # system.jsonl, opened when we hold the lock
         self._lock_fd: int | None = None
         self._dump_wait: tuple[float, dict, str] | None = None  # (asked at, stacks/ before, why)
+        self.rank_pids: list[int] | None = None  # under torchrun: the ranks running here
         self._ended_at: float | None = None
         self.replayed_events = 0
 
@@ -164,7 +166,7 @@ class Session:
             self._sample(now)
             self._sample_ranks()
             if self.trainer is not None and m.proc_alive:  # which keys can ask it things
-                m.handles = tuple(self.trainer.handles(s) for s in (signal.SIGUSR1, signal.SIGUSR2))
+                m.handles = tuple(self.trainer.handles(s, self.rank_pids) for s in REQUESTS)
         if now >= self._next_ckpt:
             self._next_ckpt = now + self.ckpt_every_s
             m.set_checkpoints(self.ckpts.scan())
@@ -184,10 +186,9 @@ class Session:
         if getattr(self, "_ranks", None) is None:
             if not (self.run_dir / "ranks").is_dir():
                 return
-            from cockpit.ranks import RankReader
-
             self._ranks = RankReader(self.run_dir)
         self.model.ranks = self._ranks.sample(log_tail(self.run_dir, 400))
+        self.rank_pids = running_pids(self._ranks.states)  # where save-now and dumps go
 
     def review(self, now: float | None = None) -> None:
         """For a run that was over before this session looked: the health checks once
@@ -358,7 +359,7 @@ class Session:
 
     def _ask_dump(self, now: float, why: str = "after the stall") -> bool:
         before = self._stacks()  # (signal() sends it only to a process that handles it)
-        if self.trainer is not None and self.trainer.signal(signal.SIGUSR2):
+        if self.trainer is not None and self.trainer.signal(signal.SIGUSR2, self.rank_pids):
             self._dump_wait = (now, before, why)
             return True
         return False

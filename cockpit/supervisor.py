@@ -210,29 +210,32 @@ class Trainer:
             self._exit_seen = True
             self.on_exit(self)
 
-    def _targets(self, sig: int) -> list[int]:
+    def _targets(self, sig: int, ranks: list[int] | None) -> list[int]:
         """Under torchrun, save-now (SIGUSR1) and stack dumps (SIGUSR2) go to the ranks
-        themselves: torchrun does not handle them."""
-        if sig in REQUESTS and (self.run_dir / "ranks").is_dir():
-            from cockpit.ranks import rank_pids
+        themselves (`ranks`: their pids, as the caller's RankReader knows them; read
+        from the rank files when None): torchrun does not handle them."""
+        if sig not in REQUESTS or not (self.run_dir / "ranks").is_dir():
+            return [self.pid]
+        if ranks is None:
+            from cockpit.ranks import read_all, running_pids
 
-            return list(rank_pids(self.run_dir).values()) or [self.pid]
-        return [self.pid]
+            ranks = running_pids(read_all(self.run_dir))
+        return ranks or [self.pid]
 
-    def handles(self, sig: int) -> bool | None:
+    def handles(self, sig: int, ranks: list[int] | None = None) -> bool | None:
         """Whether the trainer has a handler for `sig` (every rank, under torchrun);
         None when it cannot be told (gone, not Linux)."""
-        got = [catches(pid, sig) for pid in self._targets(sig)]
+        got = [catches(pid, sig) for pid in self._targets(sig, ranks)]
         return None if None in got else all(got)
 
-    def signal(self, sig: int) -> bool:
+    def signal(self, sig: int, ranks: list[int] | None = None) -> bool:
         """Send `sig` to the trainer; False when it is already gone. A request (SIGUSR1
         save-now, SIGUSR2 stack dump) goes only to a process that handles it: their
         default action kills, and a wrapped command may not handle them."""
         if not self.alive():
             return False
         sent = False
-        for pid in self._targets(sig):
+        for pid in self._targets(sig, ranks):
             if sig in REQUESTS and catches(pid, sig) is False:
                 continue
             try:

@@ -46,7 +46,8 @@ PLAIN = ("lr", "grad_norm", "tokens_per_s", "step_ms")
 
 
 def _literal(text: str) -> str:
-    return r"\s++".join(re.escape(w) for w in text.split(" "))
+    """The fixed text between values; a run of whitespace matches any run of it."""
+    return r"\s+".join(re.escape(w) for w in re.split(r"\s+", text))
 
 
 class Shape:
@@ -91,6 +92,7 @@ class Shape:
             x = loads("[" + ",".join(g) + "]")
             if len(x) != len(g):  # 1,234 read as two
                 raise ValueError
+            x = [float(v) for v in x]  # 2 is 2.0, as the search reads it
         except ValueError:  # orjson.JSONDecodeError is one: nan, 1,234.5, 007, .5
             try:
                 x = [_number(v) for v in g]
@@ -141,9 +143,12 @@ class Parser:
             return None
         out, self.step = generic([(m[1], _number(m[2]), m[3] or "") for m in pairs], self.step)
         if out:
+            sh = Shape(line, pairs)
+            if any(sh.rx.pattern == o.rx.pattern for o in self._shapes):
+                return out  # a line its own shape does not take (a nan step): no second copy
             if len(self._shapes) >= MAX_SHAPES:
                 del self._shapes[0]
-            self._shapes.append(Shape(line, pairs))
+            self._shapes.append(sh)
         return out or None
 
     def flush(self) -> list[dict]:

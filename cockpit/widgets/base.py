@@ -113,6 +113,8 @@ class Panel(Widget):
         self._rows_size = (w, h)
         if self.view is None:
             return [[("waiting for the run…", MUTED)]]
+        if w <= 0 or h <= 0:
+            return []  # hidden (another panel is maximized, or the layout leaves it out)
         out = Lines(w, h)
         self.draw(self.view, out)
         return out.rows

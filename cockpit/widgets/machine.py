@@ -195,7 +195,7 @@ class RanksPanel(Panel):
     WIDE = 50  # columns for the full table
 
     def key(self, v: RunView) -> object:
-        return (id(v.ranks), self.size)
+        return (v.ranks.t if v.ranks is not None else None, self.size)  # a new read, a new t
 
     def draw(self, v: RunView, out: Lines) -> None:
         snap = v.ranks
@@ -242,7 +242,7 @@ class RanksPanel(Panel):
         if len(rows) < len(snap.ranks):
             out.line((f"… {len(snap.ranks) - len(rows)} more ranks", MUTED))
         for f in snap.failures[:1]:  # torchrun's root cause comes first
-            for part in textwrap.wrap(f.reason + (" (a: its log)" if f.log else ""), out.width):
+            for part in textwrap.wrap(f.reason + (" (a: its log)" if f.log else ""), max(8, out.width)):
                 out.line((part, ERROR))
         for s in [s for s in snap.stragglers if s.rank not in failed][:1]:
             out.line(

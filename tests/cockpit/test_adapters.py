@@ -250,6 +250,17 @@ def test_key_value_shapes_give_what_the_search_gives():
     assert p._shapes  # and the shapes were used
 
 
+def test_a_padded_key_value_line_is_one_shape_and_reads_as_the_search_does():
+    lines = [f"step={i:<4}  loss={2 + i % 3}  tok/s={i * 1000:>7}\tdt: {i}ms" for i in range(1, 30)]
+    p, step, searched, shaped = kv.Parser(), 0, [], []
+    for line in lines:
+        shaped += p.feed(line) or []
+        evs, step = common.generic(common.kv_figures(line), step)
+        searched += evs
+    assert str(shaped) == str(searched)  # 3.0, not 3: the same types as the search
+    assert len(p._shapes) == 1 and all(p._shapes[0].events(x, 0) for x in lines)
+
+
 # -----------------------------------------------------------------------------
 # detection and the line pipeline
 

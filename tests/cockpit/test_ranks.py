@@ -22,10 +22,11 @@ from cockpit.ranks import (
     parse_torchrun_failures,
     rank_log,
     rank_pids,
+    running_pids,
     snapshot,
-    torchrun_command,
 )
-from cockpit.supervisor import Trainer, log_tail
+from cockpit.supervisor import Trainer, catches, log_tail
+from cockpit.torchrun import torchrun_command
 from tests.conftest import ENDLESS_WALKS, REPO, TINY_WALKS, events
 
 # stdout.log's tail after rank 1 was killed with SIGKILL (torch 2.13, --role=rank --tee=3);
@@ -267,6 +268,11 @@ def test_a_two_rank_run_launched_by_the_supervisor_has_figures_for_both_ranks(
         reader = RankReader(rd)
         live = _wait_steps(reader, t, 1)  # read while it runs
         assert {s.pid for s in live.values()} <= {p.pid for p in psutil.Process(t.pid).children()}
+        # save-now and stack dumps are asked of the ranks, which handle them; torchrun does not
+        pids = running_pids(live)
+        assert sorted(pids) == sorted(s.pid for s in live.values())
+        assert t.handles(signal.SIGUSR1, pids) is True and t.handles(signal.SIGUSR2) is True
+        assert catches(t.pid, signal.SIGUSR1) is False
         assert t.wait(180) == 0, log_tail(rd, 60)
     finally:
         _stop(t)

@@ -12,6 +12,7 @@ import pytest
 from cockpit.headless import fmt_duration, fmt_num, fmt_rate
 from cockpit.session import Session
 from cockpit.supervisor import Trainer
+from cockpit.widgets.base import Panel
 from tests.cockpit.tuikit import CPU, GPU, frozen, in_repo, recorded_app, settle  # noqa: F401
 from tests.recorded.make_recorded import CLOCK
 
@@ -126,7 +127,12 @@ def test_a_killed_rank_shows_failed_in_the_ranks_table_and_alerts_with_its_log(t
         app = recorded_app("monitor", run)
         async with app.run_test(size=size) as pilot:  # compact: the narrow table
             await settle(pilot)
-            return app.screen.view, app.screen.query_one("#ranks").render().plain
+            text = app.screen.query_one("#ranks").render().plain
+            await pilot.press("l")  # the log maximized: the other panels draw at 0x0
+            for p in app.screen.query(Panel):
+                p.redraw(force=True)
+            await pilot.press("escape")
+            return app.screen.view, text
 
     view, text = asyncio.run(go())
     rows = {ln.split()[0]: ln for ln in text.splitlines()[1:]}
