@@ -33,7 +33,7 @@ def line_style(line: str) -> str:
 class LogLines(Panel):
     """The lines themselves, newest at the bottom."""
 
-    MIN_INTERVAL_S = 0.5
+    MIN_INTERVAL_S = 1.0  # the figures panels show the step at once; the log can trail
 
     def __init__(self, **kw):
         super().__init__(**kw)

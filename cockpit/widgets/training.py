@@ -43,7 +43,7 @@ class LossFigures(Panel):
 class LossChart(Panel):
     """Train loss (min-max envelope of the downsampled curve), its EMA and val loss."""
 
-    MIN_INTERVAL_S = 0.5  # the costliest panel: twice a second is plenty for a curve
+    MIN_INTERVAL_S = 1.0  # the costliest panel: once a second is plenty for a curve
 
     def __init__(self, **kw):
         super().__init__(**kw)
@@ -121,7 +121,7 @@ class LossPanel(Vertical):
 
 class ThroughputPanel(Panel):
     TITLE = "Throughput"
-    MIN_INTERVAL_S = 0.5  # rates over many steps: twice a second reads the same
+    MIN_INTERVAL_S = 1.0  # rates over many steps: once a second reads the same
 
     def key(self, v: RunView) -> object:
         return (v.curve("tokens_per_s").n, v.steps_per_s, self.size)
