@@ -28,7 +28,7 @@ from cockpit.health import EXIT_CODE_WAIT_S, Health, HealthConfig
 from cockpit.ranks import RankReader, running_pids
 from cockpit.runmodel import ENDED, RunModel
 from cockpit.sampling import ProcessSampler
-from cockpit.supervisor import REQUESTS, Trainer, announced, log_tail
+from cockpit.supervisor import Trainer, announced, log_tail
 from cockpit.system import SystemSampler, system_lines, without_threads
 
 THREADS_EVERY_S = 10.0  # per-thread lists go to system.jsonl this often (the rest every sample)
@@ -166,7 +166,7 @@ class Session:
             self._sample(now)
             self._sample_ranks()
             if self.trainer is not None and m.proc_alive:  # which keys can ask it things
-                m.handles = tuple(self.trainer.handles(s, self.rank_pids) for s in REQUESTS)
+                m.handles = self.trainer.handles_requests(self.rank_pids)
         if now >= self._next_ckpt:
             self._next_ckpt = now + self.ckpt_every_s
             m.set_checkpoints(self.ckpts.scan())

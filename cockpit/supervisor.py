@@ -96,17 +96,23 @@ def announced(pid, t_announced: float | None) -> float | None:
     return ct if t_announced is None or ct <= t_announced + 1.0 else None
 
 
-def catches(pid: int, sig: int) -> bool | None:
-    """Whether process `pid` has a handler for `sig` (SigCgt in /proc/PID/status);
-    None when it cannot be told (gone, not Linux)."""
+def caught(pid: int) -> int | None:
+    """The signals process `pid` has handlers for, as a mask (SigCgt in
+    /proc/PID/status: bit sig-1); None when it cannot be told (gone, not Linux)."""
     try:
         with open(f"/proc/{pid}/status", "rb") as f:
             for line in f:
                 if line.startswith(b"SigCgt:"):
-                    return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+                    return int(line.split()[1], 16)
     except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+def catches(pid: int, sig: int) -> bool | None:
+    """Whether process `pid` has a handler for `sig`; None when it cannot be told."""
+    mask = caught(pid)
+    return None if mask is None else bool(mask >> (sig - 1) & 1)
 
 
 def exit_code_of(returncode: int) -> int:
@@ -225,8 +231,14 @@ class Trainer:
     def handles(self, sig: int, ranks: list[int] | None = None) -> bool | None:
         """Whether the trainer has a handler for `sig` (every rank, under torchrun);
         None when it cannot be told (gone, not Linux)."""
-        got = [catches(pid, sig) for pid in self._targets(sig, ranks)]
-        return None if None in got else all(got)
+        return self.handles_requests(ranks)[REQUESTS.index(sig)] if sig in REQUESTS else None
+
+    def handles_requests(self, ranks: list[int] | None = None) -> tuple[bool | None, ...]:
+        """handles() for each of REQUESTS, from one read of each target's handlers."""
+        masks = [caught(pid) for pid in self._targets(REQUESTS[0], ranks)]
+        if None in masks:
+            return (None,) * len(REQUESTS)
+        return tuple(all(m >> (sig - 1) & 1 for m in masks) for sig in REQUESTS)
 
     def signal(self, sig: int, ranks: list[int] | None = None) -> bool:
         """Send `sig` to the trainer; False when it is already gone. A request (SIGUSR1
