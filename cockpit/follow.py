@@ -298,8 +298,14 @@ class EventsFollower:
                 return hit
             if left <= 0:
                 return False
-            time.sleep(min(0.1, left))
+            if self._flag.wait(min(0.1, left)):  # polling: the file, or a wake()
+                self._flag.clear()
+                return True
         return False
+
+    def wake(self) -> None:
+        """Return a wait() in another thread now (a command to act on, a close)."""
+        self._flag.set()
 
     def close(self) -> None:
         self._closed, self._want_observer = True, False

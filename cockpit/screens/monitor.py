@@ -101,6 +101,10 @@ class MonitorScreen(Screen):
     def on_mount(self) -> None:
         self._follow()
 
+    def on_unmount(self) -> None:
+        self.workers.cancel_node(self)
+        self.pump.wake()  # its wait returns now and sees the cancel
+
     @work(thread=True, exclusive=True, exit_on_error=False, group="session")
     def _follow(self) -> None:
         worker = get_current_worker()
