@@ -33,7 +33,7 @@ COMMANDS = {
 }
 
 
-REQUESTS = {"save": signal.SIGUSR1, "dump": signal.SIGUSR2}  # sent only to a handler
+ASKS = {"save": signal.SIGUSR1, "dump": signal.SIGUSR2}  # sent only to a trainer that handles them
 
 
 class Pump:
@@ -189,7 +189,7 @@ class Pump:
             t = self.session.trainer
             if self.finished or t is None or not t.alive():
                 notice("the trainer is not running: nothing to signal", "warn")
-            elif (sig := REQUESTS.get(cmd)) and t.handles(sig, self.session.rank_pids) is False:
+            elif (sig := ASKS.get(cmd)) and t.handles(sig, self.session.rank_pids) is False:
                 notice(
                     f"the trainer does not handle {sig.name} ({cmd}), and its default "
                     "action would kill it: not sent",

@@ -163,3 +163,13 @@ def start_cockpit(*args: str, **kw) -> subprocess.Popen:
         text=True,
         **kw,
     )
+
+
+def until(cond, timeout: float = 60.0) -> bool:
+    """Poll `cond` until true (a loaded 2-core machine can be several times slower)."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return False

@@ -8,13 +8,13 @@ from __future__ import annotations
 import json
 import math
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from cockpit.adapters import FORMATS, Adapter, clean, common, detect, kv, parse_text
 from cockpit.wrap import launch_wrapped
+from tests.conftest import until
 
 LOGS = Path(__file__).parent / "adapter_logs"
 
@@ -354,15 +354,6 @@ for i in range(300):
     if i % 50 == 0:
         time.sleep(0.02)
 """
-
-
-def until(cond, timeout: float = 60.0) -> bool:
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_wrapped_script_is_followed_until_it_exits(tmp_path):

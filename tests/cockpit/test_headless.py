@@ -27,6 +27,7 @@ from tests.conftest import (
     sets,
     start_cockpit,
     start_core,
+    until,
 )
 
 pytestmark = pytest.mark.slow
@@ -57,16 +58,6 @@ def trainer_pid(run_dir: Path, timeout: float = 30) -> int:
         except (OSError, ValueError, KeyError):
             time.sleep(0.05)
     pytest.fail("no supervisor.json")
-
-
-def until(cond, timeout: float = 60) -> bool:
-    """Poll `cond` until true (a loaded 2-core machine can be several times slower)."""
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if cond():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def steps(run_dir: Path) -> list[int]:

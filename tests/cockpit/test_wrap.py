@@ -19,19 +19,11 @@ from cockpit.adapters.runinfo import command_name, end_of, world_size
 from cockpit.session import Session
 from cockpit.supervisor import Trainer
 from cockpit.wrap import Adapting, attach_wrapped, launch_wrapped
+from tests.conftest import until
 
 
 def events(run_dir: Path) -> list[dict]:
     return [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines()]
-
-
-def until(cond, timeout: float = 60.0) -> bool:
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def nanogpt_lines(a: int, b: int) -> str:
