@@ -27,10 +27,10 @@ test-heavy: setup
 
 # refresh the SVG snapshots on purpose (look at the diff), and the README's screenshots with them
 test-snapshot-update: setup
-	$(PY) -m pytest -q tests/cockpit/test_tui_snapshots.py tests/cockpit/test_preflight_screen.py -k snapshot --snapshot-update
-	cp "tests/cockpit/__snapshots__/test_preflight_screen/test_snapshot_the_summary_ready_to_confirm[160x48].svg" docs/screenshots/preflight.svg
-	cp "tests/cockpit/__snapshots__/test_tui_snapshots/test_monitor[gpu-160x48].svg" docs/screenshots/monitor.svg
-	cp "tests/cockpit/__snapshots__/test_tui_snapshots/test_runs[160x48].svg" docs/screenshots/runs.svg
+	$(PY) -m pytest -q tests/cockpit/ui/test_tui_snapshots.py tests/cockpit/ui/test_preflight_screen.py -k snapshot --snapshot-update
+	cp "tests/cockpit/ui/__snapshots__/test_preflight_screen/test_snapshot_the_summary_ready_to_confirm[160x48].svg" docs/screenshots/preflight.svg
+	cp "tests/cockpit/ui/__snapshots__/test_tui_snapshots/test_monitor[gpu-160x48].svg" docs/screenshots/monitor.svg
+	cp "tests/cockpit/ui/__snapshots__/test_tui_snapshots/test_runs[160x48].svg" docs/screenshots/runs.svg
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow and not heavy"

@@ -27,8 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cockpit.adapters import Adapter  # noqa: E402
-from cockpit.wrap import launch_wrapped  # noqa: E402
+from cockpit.wrap.adapters import Adapter  # noqa: E402
+from cockpit.wrap.wrapped import launch_wrapped  # noqa: E402
 from core.events import read_events  # noqa: E402
 
 

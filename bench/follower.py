@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 import orjson  # noqa: E402
 
-from cockpit.follow import EventsFollower  # noqa: E402
+from cockpit.collect.follow import EventsFollower  # noqa: E402
 from core.events import Checkpoint, Eval, Heartbeat, Step, encode  # noqa: E402
 
 WRITER = """

@@ -16,9 +16,9 @@ sys.path.insert(0, str(ROOT))
 
 
 def main():
-    from cockpit.checklist import StepResult, load_checklist
-    from cockpit.checks import Context
-    from cockpit.checks_run import check_probe
+    from cockpit.checks.base import Context
+    from cockpit.checks.cost import check_probe
+    from cockpit.checks.engine import StepResult, load_checklist
     from core.config import load_profile
 
     ap = argparse.ArgumentParser()

@@ -26,9 +26,9 @@ sys.path.insert(0, str(ROOT))
 
 import psutil  # noqa: E402
 
-from cockpit.gpu import GpuSampler  # noqa: E402
-from cockpit.sampling import ProcessSampler, _read_threads, _read_uss_mib  # noqa: E402
-from cockpit.system import SystemSampler  # noqa: E402
+from cockpit.collect.gpu import GpuSampler  # noqa: E402
+from cockpit.collect.sampling import ProcessSampler, _read_threads, _read_uss_mib  # noqa: E402
+from cockpit.collect.system import SystemSampler  # noqa: E402
 
 CHILD = """
 import hashlib, os, sys, threading, time

@@ -1,4 +1,4 @@
-"""Secrets scanning throughput: MB/s of cockpit.secrets.scan_files on ~200 MB of
+"""Secrets scanning throughput: MB/s of cockpit.checks.secrets.scan_files on ~200 MB of
 code-like and prose-like text with a few planted secrets, best of 3; and, when
 detect-secrets is installed, its MB/s on a 20 MB slice of the same text.
 
@@ -66,7 +66,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mb", type=int, default=200)
     args = ap.parse_args()
-    from cockpit.secrets_files import scan_files
+    from cockpit.checks.secrets_files import scan_files
 
     with tempfile.TemporaryDirectory() as tmp:
         text = make_text(args.mb)
@@ -79,7 +79,7 @@ def main():
             found = scan_files([path])
             best = min(best, time.perf_counter() - t0)
         print(
-            f"cockpit.secrets: {mb:.0f} MB, {len(found)} findings, {mb / best:.1f} MB/s (best of 3)"
+            f"cockpit.checks.secrets: {mb:.0f} MB, {len(found)} findings, {mb / best:.1f} MB/s (best of 3)"
         )
 
         try:

@@ -27,10 +27,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cockpit.app import CockpitApp  # noqa: E402
 from cockpit.session import Session  # noqa: E402
 from cockpit.supervisor import Trainer  # noqa: E402
-from cockpit.widgets.header import RunHeader  # noqa: E402
+from cockpit.ui.app import CockpitApp  # noqa: E402
+from cockpit.ui.widgets.header import RunHeader  # noqa: E402
 
 WRITER = r"""
 import json, os, sys, time
@@ -74,7 +74,7 @@ async def watch(run_dir: Path, trainer: Trainer, args) -> dict:
 
     def spy(self):
         if self.view is not None:
-            shown.append((self.view.step, time.time()))
+            shown.append((self.view.figures.step, time.time()))
         return render(self)
 
     RunHeader.render = spy

@@ -66,9 +66,9 @@ import asyncio, json, resource, sys, time
 import psutil
 t_start = psutil.Process().create_time()
 from pathlib import Path
-from cockpit.app import CockpitApp
+from cockpit.ui.app import CockpitApp
 from cockpit.session import Session
-from cockpit.widgets.header import RunHeader
+from cockpit.ui.widgets.header import RunHeader
 
 def rss_mib():
     return psutil.Process().memory_info().rss / 2**20
@@ -81,7 +81,7 @@ def spy(self):
         return render(self)
     if "first_paint" not in marks:
         marks["first_paint"] = now - t_start
-        marks["first_paint_step"] = v.step
+        marks["first_paint_step"] = v.figures.step
         marks["rss_at_first_paint"] = rss_mib()
     if v.loading is None and "replayed" not in marks:
         marks["replayed"] = now - t_start
@@ -101,7 +101,7 @@ async def main():
         marks["rss_peak_sampled"] = max(peak, marks["rss_after_replay"])
         marks["ru_maxrss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         v = app.screen.view
-        marks["steps_shown"], marks["loss_max"] = v.step, v.curve("loss").maximum
+        marks["steps_shown"], marks["loss_max"] = v.figures.step, v.curve("loss").maximum
         await pilot.press("q")
     print(json.dumps(marks))
 

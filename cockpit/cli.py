@@ -14,100 +14,9 @@ cockpit validate PROFILE [--set k=v]    exit 0 valid, 2 with every problem liste
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
-from pathlib import Path
-
-from core import checkpoint as C
-from core.config import ProfileError, load_profile
-
-
-def cmd_validate(args) -> int:
-    try:
-        p = load_profile(args.profile, args.set)
-    except ProfileError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    from cockpit.checks_run import param_counts
-
-    total, non_emb, vocab = param_counts(p)
-    t = p.train
-    budget = f"{t.max_steps} steps" if t.max_steps else f"{t.epochs} epochs"
-    tokens_per_step = t.batch_size * t.grad_accum * p.data.context
-    print(f"{args.profile}: valid profile '{p.name}'")
-    print(
-        f"  model    {p.model.n_layer}L x {p.model.n_head}H x {p.model.n_embd}d, vocab {vocab}: "
-        f"{total:,} parameters ({non_emb:,} non-embedding)"
-    )
-    print(
-        f"  data     {p.data.source}, context {p.data.context}, stride {p.data.stride}"
-        + (f", paths {p.data.paths}" if p.data.source == "files" else "")
-    )
-    print(
-        f"  train    {budget}, {tokens_per_step:,} tokens/step, lr {t.lr:g}, device {t.device}, dtype {t.dtype}"
-    )
-    if p.gate.metrics:
-        print("  gate     " + ", ".join(f"{k} >= {v:g}" for k, v in p.gate.metrics.items()))
-    return 0
-
-
-def cmd_verify(args) -> int:
-    path = Path(args.path)
-    if path.is_file():
-        why = C.verify(path, deep=True)
-        if why:
-            print(f"INVALID {path}: {why}")
-            return 1
-        meta = C.read_sidecar(path)
-        print(
-            f"OK {path}: step {meta['step']}, {meta['bytes']:,} bytes, sha256 {meta['sha256'][:12]}…, tags {', '.join(meta['tags'])}"
-        )
-        return 0
-    ckpt_dir = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-    if not ckpt_dir.is_dir():
-        print(f"INVALID {path}: no such run directory or checkpoint")
-        return 1
-    results, latest_why = C.verify_run(ckpt_dir)
-    bad = 0
-    for p, why in results:
-        print(f"{'OK     ' if why is None else 'INVALID'} {p.name}" + (f": {why}" if why else ""))
-        bad += why is not None
-    lp = C.latest(ckpt_dir)
-    if latest_why:
-        print(f"INVALID latest: {latest_why}")
-    else:
-        print(f"OK      latest -> {lp.name}")
-    if bad or latest_why:
-        print(
-            f"{ckpt_dir}: {bad} invalid checkpoint(s){'; latest is not valid' if latest_why else ''}"
-        )
-        return 1
-    print(f"{ckpt_dir}: {len(results)} checkpoint(s) valid")
-    return 0
-
-
-def _launch():
-    from cockpit import launch  # its collectors load psutil, watchdog and NVML: only when needed
-
-    return launch
-
-
-def _preflight():
-    from cockpit import preflight
-
-    return preflight
-
-
-def _export():
-    from cockpit import export
-
-    return export
-
-
-def _postflight_cmd():
-    from cockpit import postflight_cmd  # loads torch: only when asked
-
-    return postflight_cmd
 
 
 def main(argv=None) -> int:
@@ -134,7 +43,7 @@ def main(argv=None) -> int:
             action="append",
             default=[],
             metavar="KEY=VALUE",
-            help="override an alert threshold, e.g. stall_min_s=120 (see cockpit/health.py)",
+            help="override an alert threshold, e.g. stall_min_s=120 (see cockpit/model/health.py)",
         )
 
     r = sub.add_parser("run", help="launch a training run and follow it")
@@ -185,13 +94,13 @@ def main(argv=None) -> int:
         help="run any training command instead of a profile; its stdout becomes events",
     )
     display_opts(r)
-    r.set_defaults(fn=lambda a: _launch().cmd_run(a))
+    r.set_defaults(command=("run", "cmd_run"))
     w = sub.add_parser(
         "watch", help="attach to a live run (history first) or replay a finished one"
     )
     w.add_argument("run", nargs="?", default="latest", help="run directory, run id, or latest")
     display_opts(w)
-    w.set_defaults(fn=lambda a: _launch().cmd_watch(a))
+    w.set_defaults(command=("watch", "cmd_watch"))
     pf = sub.add_parser("preflight", help="run the pre-flight checklist for a profile")
     pf.add_argument("--profile", default="demo-walks", help="profile name or path")
     pf.add_argument("--checklist", help="checklist name or path (default: the profile's)")
@@ -201,7 +110,7 @@ def main(argv=None) -> int:
     pf.add_argument(
         "--fix", action="store_true", help="with --yes: apply a failing step's fix, re-run it"
     )
-    pf.set_defaults(fn=lambda a: _preflight().cmd_preflight(a))
+    pf.set_defaults(command=("preflight", "cmd_preflight"))
     po = sub.add_parser(
         "postflight", help="check a finished run: perplexity, generations, samples (seed 000_)"
     )
@@ -209,7 +118,7 @@ def main(argv=None) -> int:
     po.add_argument("--checkpoint", help="this checkpoint instead of the best (or final) one")
     po.add_argument("--checklist", help="checklist name or path (default: postflight)")
     po.add_argument("--json", action="store_true", help="print one JSON object")
-    po.set_defaults(fn=lambda a: _postflight_cmd().cmd_postflight(a))
+    po.set_defaults(command=("postflight", "cmd_postflight"))
     ex = sub.add_parser("export", help="a run's curves and samples as CSV or TensorBoard files")
     ex.add_argument("run_dir", nargs="?", default="latest", help="run directory, run id or latest")
     ex.add_argument(
@@ -217,24 +126,28 @@ def main(argv=None) -> int:
     )
     ex.add_argument("--tensorboard", action="store_true", help="event files (needs tensorboard)")
     ex.add_argument("--out", help="where to write (default RUN_DIR/export/)")
-    ex.set_defaults(fn=lambda a: _export().cmd_export(a))
+    ex.set_defaults(command=("export", "cmd_export"))
     rs = sub.add_parser("runs", help="list the runs under logs/ with their status")
     rs.add_argument("--logs", default="logs", help="where the run directories are (default logs)")
     rs.add_argument("--headless", action="store_true", help="a plain table instead of the screen")
-    rs.set_defaults(fn=lambda a: _launch().cmd_runs(a))
+    rs.set_defaults(command=("runs", "cmd_runs"))
     v = sub.add_parser(
         "verify",
         help="check a run's checkpoints (or one checkpoint): sidecar, size, sha256, latest",
     )
     v.add_argument("path", help="run directory, checkpoints/ folder, or step-NNNNNNN.pt")
-    v.set_defaults(fn=cmd_verify)
+    v.set_defaults(command=("verify", "cmd_verify"))
     va = sub.add_parser("validate", help="check a profile without running it")
     va.add_argument("profile", help="profile name (profiles/NAME.yaml) or path")
     va.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    va.set_defaults(fn=cmd_validate)
+    va.set_defaults(command=("validate", "cmd_validate"))
     args = ap.parse_args(argv)
+    module, fn = args.command
+    # One module per command, imported only when that command runs: `cockpit --help`
+    # and `cockpit verify` never load torch, textual or the collectors.
+    command = getattr(importlib.import_module(f"cockpit.commands.{module}"), fn)
     try:
-        return args.fn(args)
+        return command(args)
     except BrokenPipeError:
         # `cockpit run | head`: the reader left; the trainer, in its own session, goes on
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -20,16 +20,17 @@ from pathlib import Path
 
 import orjson
 
-from cockpit.ckwatch import CheckpointWatcher
-from cockpit.curve import Curve
-from cockpit.follow import EventsFollower
-from cockpit.gpu import GpuSampler
-from cockpit.health import EXIT_CODE_WAIT_S, Health, HealthConfig
-from cockpit.ranks import RankReader, running_pids
-from cockpit.runmodel import ENDED, RunModel
-from cockpit.sampling import ProcessSampler
+from cockpit.collect.ckwatch import CheckpointWatcher
+from cockpit.collect.follow import EventsFollower
+from cockpit.collect.gpu import GpuSampler
+from cockpit.collect.ranks import RankReader, running_pids
+from cockpit.collect.sampling import ProcessSampler
+from cockpit.collect.system import SystemSampler, system_lines, without_threads
+from cockpit.model.curve import Curve
+from cockpit.model.health import EXIT_CODE_WAIT_S, Health, HealthConfig
+from cockpit.model.runmodel import ENDED, RunModel
 from cockpit.supervisor import Trainer, announced, log_tail
-from cockpit.system import SystemSampler, system_lines, without_threads
+from core.jsonl import JsonlReader, tail_objects
 
 THREADS_EVERY_S = 10.0  # per-thread lists go to system.jsonl this often (the rest every sample)
 END_GRACE_S = 30.0  # after run_end, how long to wait for the process to exit
@@ -120,24 +121,15 @@ class Session:
         replay at once. The session's own model is not touched."""
         path = self.run_dir / "events.jsonl"
         try:
-            with open(path, "rb") as f:
-                size = os.fstat(f.fileno()).st_size
-                if size < PREVIEW_BYTES:
-                    return None
-                head = f.readline()
-                f.seek(max(0, size - PREVIEW_TAIL_BYTES))
-                tail = f.read().split(b"\n")[1:]  # the first piece is part of a line
+            size = path.stat().st_size
         except OSError:
             return None
+        if size < PREVIEW_BYTES:
+            return None
         m = RunModel(run_dir=self.run_dir, run_id=self.run_dir.name)
-        evs = []
-        for line in [head, *tail]:
-            try:
-                d = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue
-            if isinstance(d, dict) and isinstance(d.get("type"), str):
-                evs.append(d)
+        head = next(iter(JsonlReader(path, max_line_bytes=1 << 20)), None)  # run_start
+        evs = [d for d in [head, *tail_objects(path, PREVIEW_TAIL_BYTES)] if d is not None]
+        evs = [d for d in evs if isinstance(d.get("type"), str)]
         m.feed_all(evs)
         curves = _result_curves(self.run_dir / "result.json")
         loss = curves.get("train_loss")

@@ -102,7 +102,7 @@ def save(ckpt_dir: Path, state: dict, meta: dict) -> Saved:
 
 
 def load(path: Path) -> dict:
-    import torch
+    import torch  # lazy: verify reads sidecars without loading torch
 
     return torch.load(path, map_location="cpu", weights_only=True)
 

@@ -22,8 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core import walks as W
 from core.config import DataConfig, TokenizerConfig
 from core.errors import DataError
+from core.jsonl import JsonlReader
 from core.progress import Progress
 from core.stdlib_corpus import write_stdlib_parquet
 
@@ -51,7 +53,7 @@ def expand_paths(patterns: list[str]) -> list[Path]:
 def read_documents(path: Path, text_column: str) -> Iterator[str]:
     """The documents in one file. Raises DataError naming the file."""
     if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # lazy: pyarrow loads only for parquet
 
         try:
             # buffered, not pre-buffered: pages are decoded as batches are read, so a big
@@ -79,22 +81,20 @@ def read_documents(path: Path, text_column: str) -> Iterator[str]:
                 f"{path}: parquet data cannot be read ({type(e).__name__}: {e})."
             ) from None
     elif path.suffix == ".jsonl":
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for i, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except ValueError:
-                    raise DataError(
-                        f"{path}:{i}: not valid JSON; fix or remove that line."
-                    ) from None
-                if not isinstance(obj, dict) or text_column not in obj:
-                    raise DataError(
-                        f"{path}:{i}: no field {text_column!r}. Set data.text_column to the field that holds the text."
-                    )
-                if obj[text_column]:
-                    yield str(obj[text_column])
+        reader = JsonlReader(path, finished=True, utf8_errors="replace")
+        for obj in reader:
+            if reader.malformed:
+                break
+            if text_column not in obj:
+                raise DataError(
+                    f"{path}:{reader.line_no}: no field {text_column!r}. Set data.text_column to the field that holds the text."
+                )
+            if obj[text_column]:
+                yield str(obj[text_column])
+        if reader.malformed:
+            bad = reader.malformed_lines[0]
+            what = "not a JSON object" if bad.reason == "not an object" else "not valid JSON"
+            raise DataError(f"{path}:{bad.line}: {what}; fix or remove that line.")
     else:
         try:
             text = path.read_text(encoding="utf-8", errors="replace")
@@ -140,7 +140,13 @@ def tokenizer_hash(path: str | Path) -> str:
 
 
 def train_tokenizer(docs: list[str], vocab_size: int, out: Path, sink=None):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import (  # lazy: only the tokenizer steps need it
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+        trainers,
+    )
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -169,7 +175,7 @@ def train_tokenizer(docs: list[str], vocab_size: int, out: Path, sink=None):
 
 def load_tokenizer(cfg: TokenizerConfig, docs_fn, sink=None):
     """(tokenizer, hash). Trains one when missing and allowed."""
-    from tokenizers import Tokenizer
+    from tokenizers import Tokenizer  # lazy: only the tokenizer steps need it
 
     path = Path(cfg.path)
     if not path.exists():
@@ -375,7 +381,6 @@ class Data:
 
 def load_data(p, sink=None) -> Data:
     """The profile's data, whichever the source."""
-    from core import walks as W
 
     if p.data.source == "walks":
         graph, train_walks, val_walks = W.make_corpus(

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from core import events as E
 from core import walks as W
@@ -52,7 +53,6 @@ def val_loss(model, val, p: Profile, device, dtype, rank: int = 0, world: int = 
             losses.append(model(rows[:, :-1], rows[:, 1:]).item())
     if world == 1:
         return float(np.mean(losses))
-    import torch.distributed as dist
 
     tot = torch.tensor([sum(losses), len(losses)], dtype=torch.float64, device=device)
     dist.all_reduce(tot)

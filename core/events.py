@@ -43,6 +43,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from core.jsonl import read_jsonl
+
 SCHEMA_VERSION = 1
 
 
@@ -196,6 +198,12 @@ def decode(line: str | bytes) -> Event | dict[str, Any] | None:
         d = json.loads(line)
     except (ValueError, UnicodeDecodeError):
         return None
+    return from_dict(d)
+
+
+def from_dict(d: Any) -> Event | dict[str, Any] | None:
+    """One parsed line as an event: its dataclass, a dict for an unknown type, or
+    None when it is no event (or from a future schema version)."""
     if not isinstance(d, dict) or not isinstance(d.get("type"), str):
         return None
     cls = EVENT_TYPES.get(d["type"])
@@ -211,13 +219,10 @@ def decode(line: str | bytes) -> Event | dict[str, Any] | None:
 def read_events(path: str | os.PathLike) -> list[Event | dict[str, Any]]:
     """Every complete, well-formed event in a file; a torn last line is skipped."""
     out: list[Event | dict[str, Any]] = []
-    with open(path, "rb") as f:
-        for raw in f:
-            if not raw.endswith(b"\n"):
-                break  # torn last line: the writer is mid-write
-            ev = decode(raw)
-            if ev is not None:
-                out.append(ev)
+    for d in read_jsonl(path):
+        ev = from_dict(d)
+        if ev is not None:
+            out.append(ev)
     return out
 
 

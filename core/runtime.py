@@ -5,6 +5,7 @@ and the environment recorded in run.yaml."""
 from __future__ import annotations
 
 import faulthandler
+import inspect
 import os
 import platform
 import signal
@@ -18,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from core.events import Heartbeat
 
@@ -55,8 +58,6 @@ def setup_dist(device_pref: str) -> tuple[Dist, torch.device]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     d = Dist()
     if world > 1:
-        import torch.distributed as dist
-
         d = Dist(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", 0)), world)
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     if use_cuda:
@@ -78,7 +79,6 @@ def share(d: Dist, obj):
     a value that each rank would work out for itself can differ between them."""
     if d.world_size == 1:
         return obj
-    import torch.distributed as dist
 
     box = [obj]
     dist.broadcast_object_list(box, src=0)
@@ -89,7 +89,6 @@ def share(d: Dist, obj):
 def local_rank_first(d: Dist):
     """Local rank 0 goes first (it builds the token cache, trains the tokenizer), the
     other ranks of its node wait, then read what it wrote instead of racing it."""
-    import torch.distributed as dist
 
     if d.world_size > 1 and d.local_rank != 0:
         dist.barrier()
@@ -104,7 +103,6 @@ def agree(d: Dist, device: torch.device, stop: int | None, save: bool) -> tuple[
     Ranks that stopped after different steps would wait in a collective forever."""
     if d.world_size == 1:
         return stop, save
-    import torch.distributed as dist
 
     flags = torch.tensor([stop or 0, int(save)], dtype=torch.int64, device=device)
     dist.all_reduce(flags, op=dist.ReduceOp.MAX)
@@ -119,9 +117,6 @@ def wrap_ddp(model: torch.nn.Module, d: Dist, device: torch.device) -> torch.nn.
     inside its forward and blur the per-rank fwd_ms that shows a straggler."""
     if d.world_size == 1:
         return model
-    import inspect
-
-    from torch.nn.parallel import DistributedDataParallel as DDP
 
     # torch 2.13 renamed broadcast_buffers (a FutureWarning) to forward_sync_buffers
     params = inspect.signature(DDP.__init__).parameters
@@ -136,7 +131,6 @@ def end_dist(d: Dist, sync: bool) -> None:
     not after an error, when the other ranks may be inside a collective that never ends."""
     if d.world_size == 1:
         return
-    import torch.distributed as dist
 
     if not dist.is_initialized():
         return

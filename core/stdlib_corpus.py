@@ -19,8 +19,8 @@ def write_stdlib_parquet(dest: Path, shard_bytes: int = 8 << 20, sink=None) -> l
     """Write the stdlib's .py files as parquet shards with a `text` column (the
     format seed 003 validates). Written to a temporary folder and renamed, so a
     crash never leaves half a corpus."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    import pyarrow as pa  # lazy: pyarrow loads only for parquet
+    import pyarrow.parquet as pq  # lazy: pyarrow loads only for parquet
 
     files = stdlib_files()
     root = Path(sysconfig.get_paths()["stdlib"])

@@ -13,6 +13,7 @@ import math
 import os
 import sys
 import time
+import traceback
 from contextlib import nullcontext
 
 import torch
@@ -381,8 +382,6 @@ def run(args, p: Profile) -> int:
         print(f"error: {e}", file=sys.stderr)
         return finish("failed", str(e), prog, 2, sync=False)
     except Exception as e:
-        import traceback
-
         traceback.print_exc()
         sink.write(E.Alert(level="error", code="exception", message=f"{type(e).__name__}: {e}"))
         return finish("failed", f"{type(e).__name__}: {e}", prog, 1, sync=False)

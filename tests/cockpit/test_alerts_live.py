@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from cockpit.health import HealthConfig
+from cockpit.model.health import HealthConfig
 from cockpit.session import Session
 from cockpit.supervisor import Trainer
 from tests.conftest import REPO

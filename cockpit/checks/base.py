@@ -1,0 +1,55 @@
+"""What every check is made of: the context a checklist runs in, a kind's
+declaration (its function, parameters, the figures its thresholds may name and
+its fix), and the threshold rule. Imports nothing of the cockpit."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.config import Profile, load_profile
+
+REPO = Path(__file__).resolve().parents[2]
+MIB = 2**20
+
+
+@dataclass
+class Context:
+    profile: Profile
+    logs: Path = Path("logs")  # where the run directory will be
+    figures: dict = field(default_factory=dict)  # step id -> that step's figures
+    run_dir: Path | None = None  # post-flight: the finished run's directory
+    checkpoint: Path | None = None  # post-flight: the checkpoint its steps measure
+    loaded: dict = field(default_factory=dict)  # post-flight: model and data, loaded once
+    profile_ref: str | None = None  # the name or path it was loaded from (the probe runs it)
+    sets: list[str] = field(default_factory=list)  # its --set overrides, and those fixes add
+
+    def use(self, key: str, value) -> None:
+        """Override a profile key for the rest of the checklist and the run that follows
+        (a fix pointing data.paths at redacted copies)."""
+        self.sets.append(f"{key}={json.dumps(value)}")  # JSON is YAML: --set parses it back
+        self.profile = load_profile(self.profile_ref or self.profile.name, self.sets)
+
+
+@dataclass(frozen=True)
+class Kind:
+    fn: Callable
+    params: tuple[str, ...] = ()
+    figures: tuple[str, ...] = ()  # what warn/fail thresholds may name
+    fixer: Callable | None = None  # (spec, ctx, result, update) -> {"path": ...}; FixError
+
+
+class FixError(Exception):
+    """A fix that could not be made; the message says why."""
+
+
+def threshold(spec, r, figure: str, value: float, below: bool, what: str) -> None:
+    """Apply `fail`, then `warn`, for a figure that is bad when below (or above) its bar."""
+    for level, bars in (("FAIL", spec.fail), ("WARN", spec.warn)):
+        bar = bars.get(figure)
+        if bar is not None and (value < bar if below else value > bar):
+            r.status = level
+            r.message = f"{what} ({figure} {value:,.4g} {'<' if below else '>'} {bar:,.4g})"
+            return

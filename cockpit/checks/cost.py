@@ -1,0 +1,373 @@
+"""The kinds that say what the run will cost: sizing (seed 003_ steps 5-6), the
+probe (a few real steps of the actual profile on the actual device), disk and GPU.
+
+Sizing estimates by formula, as seed 003_ does by hand; the probe measures. The
+summary table of seed 003_ step 6 is built from both (`summary_rows`).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+from cockpit.checks.base import Context, Kind, threshold
+from cockpit.collect.follow import EventsFollower
+from cockpit.collect.gpu import GpuSampler
+from cockpit.fmt import fmt_estimate
+from cockpit.supervisor import Trainer, log_tail, trainer_command
+from core.config import Profile
+
+MIB = 2**20
+
+# -----------------------------------------------------------------------------
+# sizing: parameters, tokens, the param/token ratio, Chinchilla
+
+
+def param_counts(p: Profile) -> tuple[int, int, int]:
+    """(total, non-embedding, vocab) without allocating the weights."""
+    import torch  # lazy: loads torch (seconds); only this path needs it
+
+    from core.model import GPT, GPTConfig  # lazy: loads torch (seconds); only this path needs it
+
+    vocab = p.data.walks.n_nodes + 1 if p.data.source == "walks" else p.tokenizer.vocab_size
+    with torch.device("meta"):
+        m = GPT(GPTConfig(vocab, p.data.context, p.model.n_layer, p.model.n_head, p.model.n_embd))
+    return m.n_params(), m.n_params_non_embedding(), vocab
+
+
+def checkpoint_bytes(p: Profile) -> int:
+    """Weights plus AdamW's two moments, fp32: 12 bytes a parameter (and a little)."""
+    total, _, _ = param_counts(p)
+    return 12 * total + MIB
+
+
+# seed 003_ step 5: the recommended model for a number of training tokens
+SIZE_TABLE = (
+    (100e6, "d12", 124e6, "n_layer=12, n_embd=768"),
+    (500e6, "d16", 200e6, "n_layer=16, n_embd=1024"),
+    (float("inf"), "d24", 350e6, "n_layer=24, n_embd=1536"),
+)
+
+
+def recommended(tokens: float) -> tuple[str, float, str]:
+    for below, name, params, shape in SIZE_TABLE:
+        if tokens < below:
+            return name, params, shape
+    raise AssertionError("the table ends at infinity")
+
+
+def dataset_tokens(ctx: Context) -> tuple[float | None, str]:
+    """Training tokens in the data, and how they were found."""
+    p = ctx.profile
+    if p.data.source == "walks":
+        w = p.data.walks
+        return w.n_walks * (p.data.context + 1) * (1 - p.data.val_fraction), "walks x context"
+    nbytes = ctx.figures.get("dataset", {}).get("bytes")
+    bpt = ctx.figures.get("compression", {}).get("bytes_per_token")
+    if nbytes is None:
+        return None, "no dataset figures (the dataset step did not run)"
+    if not bpt:
+        return nbytes / 4, "bytes / 4 (no measured bytes per token yet)"
+    return nbytes / bpt, f"bytes / {bpt:.2f} bytes per token"
+
+
+def check_sizing(spec, ctx: Context, r, progress) -> None:
+    p = ctx.profile
+    total, non_emb, vocab = param_counts(p)
+    tokens, how = dataset_tokens(ctx)
+    if not tokens:
+        r.status, r.message = "SKIP", f"cannot size without a token count: {how}"
+        r.figures = {"params": total}
+        return
+    ratio = total / tokens
+    rec, rec_params, rec_shape = recommended(tokens)
+    chin = 20 * total  # Chinchilla-optimal training tokens for this model
+    r.figures = {
+        "params": total,
+        "params_non_embedding": non_emb,
+        "vocab_size": vocab,
+        "tokens": round(tokens),
+        "tokens_from": how,
+        "param_per_token": round(ratio, 4),
+        "recommended_model": rec,
+        "recommended_params": rec_params,
+        "recommended_shape": rec_shape,
+        "chinchilla_tokens": chin,
+        "chinchilla_epochs": round(chin / tokens, 2),
+        "risk": "low",
+    }
+    r.status = "PASS"
+    r.message = (
+        f"{total / 1e6:,.2f}M params on ~{tokens / 1e6:,.2f}M tokens: {ratio:.2f} params a token; "
+        f"Chinchilla-optimal is {chin / 1e6:,.1f}M tokens ({chin / tokens:,.1f} epochs of this data)"
+    )
+    severe = spec.warn.get("param_per_token_severe")
+    if severe is not None and ratio > severe:
+        r.status, r.figures["risk"] = "WARN", "extreme"
+        r.message = (
+            f"{ratio:.1f} params a token (> {severe:g}): extreme overfitting risk; add data "
+            f"(augment) or use a smaller model (seed 003_ suggests {rec} for this much data)"
+        )
+    elif (bar := spec.warn.get("param_per_token")) is not None and ratio > bar:
+        r.status, r.figures["risk"] = "WARN", "moderate"
+        r.message = (
+            f"{ratio:.1f} params a token (> {bar:g}): moderate overfitting risk; regularise "
+            "hard (weight decay, dropout, early stopping on val loss) or add data"
+        )
+
+
+# -----------------------------------------------------------------------------
+# probe: a few real steps of the profile, measured
+
+
+def _tree_rss(pid: int) -> int:
+    """RSS of a process and its descendants; the main process's peak (VmHWM) too."""
+
+    try:
+        proc = psutil.Process(pid)
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    rss = 0
+    for q in procs:
+        try:
+            rss += q.memory_info().rss
+        except psutil.Error:
+            pass
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                rss = max(rss, int(line.split()[1]) * 1024)
+    except OSError:
+        pass
+    return rss
+
+
+def _gpu_mib(gpu, pid: int) -> float:
+    snap = gpu.sample([pid])
+    return sum(d.proc_mem_mib or 0 for d in snap.devices) if snap.available else 0.0
+
+
+def probe(ctx: Context, steps: int, timeout_s: float, progress=None) -> dict:
+    """Run the profile in a subprocess until `steps` step events, then kill it. Returns
+    the step events, the run_start, peak memory and the seconds spent before step 1."""
+
+    ctx.logs.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".probe-", dir=ctx.logs))
+    cmd = trainer_command(ctx.profile_ref or ctx.profile.name, tmp / "run", list(ctx.sets))
+    t0 = time.time()
+    trainer = Trainer.launch(cmd, tmp / "run")
+    fol = EventsFollower(tmp / "run" / "events.jsonl", notify=False)
+    gpu = GpuSampler() if ctx.profile.train.device != "cpu" else None
+    out = {"steps": [], "run_start": None, "peak_rss": 0, "peak_gpu_mib": 0.0, "exit": None}
+    next_mem = 0.0
+    try:
+        while time.time() - t0 < timeout_s:
+            for e in fol.poll():
+                if e.get("type") == "run_start":
+                    out["run_start"] = e
+                elif e.get("type") == "step":
+                    out["steps"].append(e)
+                elif e.get("type") == "phase" and progress:
+                    progress(0, steps)
+            if time.time() >= next_mem:  # VmHWM keeps the peak between looks; a look costs CPU
+                next_mem = time.time() + 1.0
+                out["peak_rss"] = max(out["peak_rss"], _tree_rss(trainer.pid))
+                if gpu is not None:
+                    out["peak_gpu_mib"] = max(out["peak_gpu_mib"], _gpu_mib(gpu, trainer.pid))
+            if progress and out["steps"]:
+                progress(min(steps, len(out["steps"])), steps)
+            if len(out["steps"]) >= steps:
+                break
+            if not trainer.alive():
+                out["exit"] = trainer.exit_code
+                out["log"] = log_tail(tmp / "run", 8)
+                for e in fol.poll():  # what it wrote before it ended
+                    if e.get("type") == "step":
+                        out["steps"].append(e)
+                break
+            time.sleep(0.2)  # the probe must not take the CPU it measures
+        out["peak_rss"] = max(out["peak_rss"], _tree_rss(trainer.pid))
+        out["wall_s"] = time.time() - t0
+    finally:
+        trainer.kill_group()
+        trainer.wait(10)
+        fol.close()
+        if gpu is not None:
+            gpu.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _median(xs: list[float]) -> float:
+    s = sorted(xs)
+    return s[len(s) // 2] if s else 0.0
+
+
+def check_probe(spec, ctx: Context, r, progress) -> None:
+
+    if ctx.profile.train.device == "cuda" and not _gpu_free_mib():
+        r.status, r.message = "SKIP", "the profile asks for CUDA and there is no GPU (see gpu)"
+        return
+    steps = int(spec.params.get("steps", 12))
+    skip = int(spec.params.get("warmup_steps", 3))  # the first steps pay for allocation
+    margin = float(spec.params.get("memory_margin", 1.2))
+    res = probe(ctx, steps + skip, float(spec.params.get("timeout_s", 900)), progress)
+    got = res["steps"]
+    if len(got) < steps + skip and res["exit"] is not None:
+        r.status = "FAIL"
+        r.message = (
+            f"the profile exited {res['exit']} after {len(got)} step(s) of the probe: "
+            + (res.get("log") or "").strip().replace("\n", " | ")[-400:]
+        )
+        return
+    if len(got) <= skip:
+        r.status = "FAIL"
+        r.message = f"no steps within {res['wall_s']:.0f} s (params.timeout_s): the run is stuck or far too slow"
+        return
+    start = res["run_start"] or {}
+    timed = got[skip:]
+    step_ms = _median([e["step_ms"] for e in timed])
+    # wall time between steps, not just the step's own time: the loader's wait is in it
+    gaps = [(b["t"] - a["t"]) * 1e3 for a, b in zip(got[skip - 1 :], timed, strict=False)]
+    wall_ms = max(step_ms, _median(gaps)) if gaps else step_ms
+    tps = start.get("tokens_per_step", 0) / (wall_ms / 1e3) if wall_ms else 0.0
+    total_steps = int(start.get("total_steps") or 0)
+    n_params = int(start.get("n_params") or param_counts(ctx.profile)[0])
+    mfus = [e["mfu"] for e in timed if e.get("mfu") is not None]
+    train_s = total_steps * wall_ms / 1e3
+    flops_s = 6 * n_params * tps  # measured: the 6·N·D rule at the rate we saw
+    tokens = total_steps * start.get("tokens_per_step", 0)
+    device = start.get("device") or ctx.profile.train.device
+    if "cuda" in str(device):
+        peak_mib = res["peak_gpu_mib"]
+        free_mib = _gpu_free_mib()
+    else:
+        peak_mib = res["peak_rss"] / MIB
+        free_mib = psutil.virtual_memory().available / MIB
+    r.figures = {
+        "device": device,
+        "probe_steps": len(timed),
+        "step_ms": round(wall_ms, 2),
+        "tokens_per_s": round(tps, 1),
+        "mfu": round(_median(mfus), 4) if mfus else None,
+        "achieved_tflops": round(flops_s / 1e12, 4),
+        "peak_mem_mib": round(peak_mib, 1),
+        "free_mem_mib": round(free_mib, 1),
+        "total_steps": total_steps,
+        "est_train_s": round(train_s, 1),
+        "est_train_s_6nd": round(6 * n_params * tokens / flops_s, 1) if flops_s else None,
+        "startup_s": round(got[0]["t"] - res["run_start"]["t"], 2) if res["run_start"] else None,
+    }
+    r.status = "PASS"
+    r.message = (
+        f"{wall_ms:,.1f} ms a step, {tps:,.0f} tokens/s on {device}; {total_steps:,} steps take "
+        f"~{fmt_estimate(train_s)}; peak memory {peak_mib:,.0f} MiB of {free_mib:,.0f} MiB free"
+    )
+    if peak_mib * margin > free_mib:
+        r.status = "FAIL"
+        r.message = (
+            f"peak memory {peak_mib:,.0f} MiB x {margin:g} margin exceeds the {free_mib:,.0f} MiB "
+            "free: lower train.batch_size (raise grad_accum to keep the batch) or data.context"
+        )
+        return
+    threshold(spec, r, "est_train_s", train_s, False, "a long run")
+
+
+def _gpu_free_mib() -> float:
+
+    g = GpuSampler()
+    snap = g.sample()
+    g.close()
+    free = [(d.mem_total_mib or 0) - (d.mem_used_mib or 0) for d in snap.devices]
+    return min(free) if free else 0.0
+
+
+# -----------------------------------------------------------------------------
+# gpu: NVML devices; no GPU is fine for a CPU profile
+
+
+def check_gpu(spec, ctx: Context, r, progress) -> None:
+
+    g = GpuSampler()
+    snap = g.sample()
+    g.close()
+    device = ctx.profile.train.device
+    if not snap.available:
+        r.figures = {"devices": 0, "reason": snap.reason}
+        if device == "cuda":
+            r.status = "FAIL"
+            r.message = (
+                f"the profile asks for train.device=cuda, but there is no GPU: {snap.reason}"
+            )
+        else:
+            r.status = "PASS"
+            r.message = f"no GPU ({snap.reason}): the profile runs on CPU"
+        return
+    free = [(d.mem_total_mib or 0) - (d.mem_used_mib or 0) for d in snap.devices if d.mem_total_mib]
+    r.figures = {
+        "devices": len(snap.devices),
+        "driver": snap.driver,
+        "names": [d.name for d in snap.devices],
+        "free_mib": free,
+    }
+    r.status = "PASS"
+    r.message = f"{len(snap.devices)} GPU(s), driver {snap.driver}; free MiB: " + ", ".join(
+        f"{f:,.0f}" for f in free
+    )
+    if free:
+        threshold(spec, r, "free_mib", min(free), True, "too little free GPU memory")
+
+
+# -----------------------------------------------------------------------------
+# disk: room for the checkpoints the run keeps, and the data cache
+
+
+def check_disk(spec, ctx: Context, r, progress) -> None:
+    p = ctx.profile
+    where = ctx.logs if ctx.logs.exists() else Path(".")
+    free = shutil.disk_usage(where).free
+    ckpt = checkpoint_bytes(p)
+    cache = 0
+    if p.data.source == "files":
+        from core.data import expand_paths  # lazy: loads torch (seconds); only this path needs it
+
+        # token caches hold at most ~1 uint16/uint32 per byte of text: the text's size bounds them
+        cache = sum(f.stat().st_size for f in expand_paths(list(p.data.paths)))
+    keep = int(spec.params.get("extra_checkpoints", 3))
+    need = (p.checkpoint.keep_last + keep) * ckpt + cache
+    mib = 2**20
+    r.figures = {
+        "free_mib": round(free / mib, 1),
+        "need_mib": round(need / mib, 1),
+        "checkpoint_mib": round(ckpt / mib, 1),
+        "cache_mib": round(cache / mib, 1),
+        "headroom": round(free / need, 2) if need else None,
+    }
+    if free < need:
+        r.status = "FAIL"
+        r.message = (
+            f"{free / mib:,.0f} MiB free under {where.resolve()}, the run needs "
+            f"{need / mib:,.0f} MiB ({p.checkpoint.keep_last} + {keep} checkpoints of "
+            f"{ckpt / mib:,.1f} MiB, plus the data cache); free space or lower checkpoint.keep_last"
+        )
+        return
+    r.status = "PASS"
+    r.message = f"{free / mib:,.0f} MiB free, {need / mib:,.0f} MiB needed"
+    threshold(spec, r, "headroom", free / need, True, "little room beyond what the run needs")
+
+
+RUN_KINDS: dict[str, Kind] = {
+    "sizing": Kind(check_sizing, figures=("param_per_token", "param_per_token_severe")),
+    "probe": Kind(
+        check_probe,
+        params=("steps", "warmup_steps", "memory_margin", "timeout_s"),
+        figures=("est_train_s",),
+    ),
+    "disk": Kind(check_disk, params=("extra_checkpoints",), figures=("headroom",)),
+    "gpu": Kind(check_gpu, figures=("free_mib",)),
+}

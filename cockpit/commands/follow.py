@@ -1,0 +1,73 @@
+"""What the commands that follow a run share: Ctrl+C counted by a handler and
+acted on by the loop, the replay-then-follow loop of the headless display, the
+choice between the TUI and plain lines, and --health parsing."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+
+from cockpit.headless import HeadlessPrinter
+from cockpit.model.health import HealthConfig
+from cockpit.model.runmodel import status_code
+from cockpit.session import Session
+
+HARD_KILL_WINDOW_S = 3.0
+# The headless loop's pace, whatever the event rate. Lines every few seconds need no
+# change notification: sleeping between ticks is what keeps the trainer's cores free.
+TICK_S = 0.5
+
+
+def parse_health(pairs: list[str]) -> HealthConfig | None:
+    try:
+        return HealthConfig.from_pairs(pairs)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None
+
+
+class Interrupts:
+    """Counts Ctrl+C presses; the loop acts on them (a handler only records)."""
+
+    def __init__(self):
+        self.presses: list[float] = []
+        self.handled = 0
+
+    def install(self) -> None:
+        signal.signal(signal.SIGINT, lambda s, f: self.presses.append(time.monotonic()))
+
+    def take(self) -> list[float]:
+        new = self.presses[self.handled :]
+        self.handled = len(self.presses)
+        return new
+
+
+def follow(session: Session, printer: HeadlessPrinter, on_ctrl_c) -> int | None:
+    """Replay, then follow until the run ends (the exit code) or the user detaches (None)."""
+    intr = Interrupts()
+    intr.install()
+    try:
+        session.replay()
+        printer.update()
+        while not session.done():
+            t0 = time.time()
+            session.tick(t0)
+            printer.update(t0)
+            if any(on_ctrl_c(t) == "detach" for t in intr.take()):
+                return None
+            time.sleep(max(0.0, t0 + TICK_S - time.time()))
+        if session.trainer is not None:
+            session.trainer.wait(10)  # ours: reap it, for its exit code
+        session.tick()
+        session.settle()
+        printer.finish()
+    finally:
+        printer.close()
+        session.close()
+    m = session.model
+    return m.exit_code if m.exit_code is not None else status_code(m.status)
+
+
+def use_tui(args) -> bool:
+    return not args.headless and sys.stdout.isatty()

@@ -1,0 +1,177 @@
+"""`cockpit run`: the pre-flight, the run (our core, the core under torchrun, or
+any command after --) followed in the TUI or as plain lines, and the
+post-flight. Ctrl+C as a user expects: first stop gracefully, a second within
+3 s kills."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+from cockpit.checks.engine import overall
+from cockpit.checks.preflight import prepare
+from cockpit.checks.preflight import save as save_preflight
+from cockpit.commands.follow import HARD_KILL_WINDOW_S, follow, parse_health, use_tui
+from cockpit.commands.postflight import postflight_after_run
+from cockpit.commands.preflight import run_printed
+from cockpit.headless import HeadlessPrinter
+from cockpit.model.runmodel import OK_STATUSES, status_code
+from cockpit.session import Session
+from cockpit.supervisor import Trainer, new_run_dir, torchrun_command, trainer_command
+from cockpit.ui.app import run_tui, run_wizard
+from cockpit.wrap.adapters.runinfo import command_name
+from cockpit.wrap.wrapped import launch_wrapped
+from core.config import ProfileError, load_profile
+
+
+def _preflight_printed(args):
+    """The pre-flight without questions: (context, results), or an exit code."""
+
+    try:
+        cl, ctx = prepare(args.profile, args.set, getattr(args, "checklist", None))
+    except ProfileError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    results = run_printed(cl, ctx, fix=args.fix)
+    if overall(results) == "FAIL":
+        print(
+            "cockpit: pre-flight FAILED; nothing launched. Fix what it says "
+            + ("(--fix applies the built-in fixes) " if not args.fix else "")
+            + "and run again, or --skip-preflight to launch anyway.",
+            file=sys.stderr,
+        )
+        return 1
+    return ctx, results
+
+
+def _launch(args, p, health, sets: list[str], checked=None, notify: bool = False) -> Session:
+    """Make the run directory (with preflight.json), start the trainer, follow it."""
+    run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(p.name)
+    if checked is not None:
+        save_preflight(run_dir, *checked)
+    n, nodes = getattr(args, "nproc_per_node", 1) or 1, getattr(args, "nnodes", 1) or 1
+    if n > 1 or nodes > 1:  # DDP under torchrun (no launcher of our own)
+        cmd = torchrun_command(args.profile, run_dir, sets, n, nodes, args.torchrun_arg)
+    else:
+        cmd = trainer_command(args.profile, run_dir, sets)
+    # the TUI repaints on change notification; the headless loop ticks at its own pace
+    return Session(run_dir, Trainer.launch(cmd, run_dir), health, notify=notify)
+
+
+def _postflight(args, session: Session) -> None:
+    """Seed 000_'s checks on the finished run's best checkpoint; they never change the
+    run's exit code."""
+    if args.skip_postflight or session.model.status not in OK_STATUSES:
+        return
+    print(f"cockpit: post-flight on {session.run_dir} (skip with --skip-postflight)", flush=True)
+    postflight_after_run(session.run_dir)
+
+
+def cmd_run(args) -> int:
+    cmd = list(getattr(args, "cmd", None) or [])
+    if cmd[:1] == ["--"]:
+        cmd = cmd[1:]
+    if cmd:
+        return cmd_run_wrapped(args, cmd)
+    try:
+        p = load_profile(args.profile, args.set)
+    except ProfileError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    health = parse_health(args.health)
+    if health is None:
+        return 2
+    if args.skip_preflight:
+        print(
+            "cockpit: --skip-preflight: no data, secrets, sizing, memory or disk checks",
+            file=sys.stderr,
+        )
+    tui = use_tui(args)
+    if tui and not args.skip_preflight:
+        try:
+            cl, ctx = prepare(args.profile, args.set, getattr(args, "checklist", None))
+        except ProfileError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        sessions: list[Session] = []
+
+        def launcher(ctx, results) -> Session:
+            sessions.append(_launch(args, ctx.profile, health, ctx.sets, (ctx, results), True))
+            return sessions[-1]
+
+        # --yes: the screen still shows the checks, then launches unless one failed
+        auto = ("fix" if args.fix else True) if args.yes else False
+        code = run_wizard(cl, ctx, launcher, auto=auto)
+        if sessions:
+            _postflight(args, sessions[-1])
+        return code
+    sets, checked = list(args.set), None
+    if not args.skip_preflight:
+        checked = _preflight_printed(args)
+        if isinstance(checked, int):
+            return checked
+        sets = checked[0].sets  # a fix may point the run at redacted copies
+    session = _launch(args, p, health, sets, checked, notify=tui)
+    if tui:
+        code = run_tui("monitor", session=session)
+        _postflight(args, session)
+        return code
+    code = _headless(args, session, f"training '{p.name}'")
+    if args.nproc_per_node > 1 or args.nnodes > 1:
+        # torchrun exits 1 after a clean stop: the run's own word is rank 0's run_end
+        m = session.model
+        code = status_code(m.status) if m.status in (*OK_STATUSES, "interrupted") else code
+    _postflight(args, session)
+    return code
+
+
+def _headless(args, session: Session, what: str, wrapped: bool = False) -> int:
+    """Follow a launched run with plain lines; Ctrl+C stops it (twice: kills it)."""
+    trainer, run_dir = session.trainer, session.run_dir
+    printer = HeadlessPrinter(session.model, every_s=args.every)
+    printer.say(f"cockpit: {what} in {run_dir} (pid {trainer.pid}; log {run_dir / 'stdout.log'})")
+    printer.say(
+        "cockpit: Ctrl+C stops the run gracefully; closing this terminal does not "
+        f"(re-attach with: cockpit watch {run_dir})"
+    )
+    last_press = [-1e9]
+    saves = "it saves a checkpoint and exits 130" if not wrapped else "what it does is its own"
+
+    def on_ctrl_c(t: float) -> str:
+        if not trainer.alive():
+            return "stay"  # it is already on its way out
+        if t - last_press[0] <= HARD_KILL_WINDOW_S:
+            trainer.kill_group()
+            printer.say("cockpit: second Ctrl+C: killed the trainer (SIGKILL); nothing was saved")
+        else:
+            trainer.signal(signal.SIGINT)
+            printer.say(
+                f"cockpit: Ctrl+C: asking the trainer to stop gracefully ({saves}); press "
+                f"Ctrl+C again within {HARD_KILL_WINDOW_S:.0f} s to kill it"
+            )
+        last_press[0] = t
+        return "stay"
+
+    return follow(session, printer, on_ctrl_c)
+
+
+def cmd_run_wrapped(args, cmd: list[str]) -> int:
+    """`cockpit run [--format F] -- CMD...`: any trainer; its stdout becomes events."""
+    health = parse_health(args.health)
+    if health is None:
+        return 2
+    run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(command_name(cmd))
+    try:
+        trainer, adapting = launch_wrapped(cmd, run_dir, args.format)
+    except (ValueError, RuntimeError, OSError) as e:
+        print(f"error: cannot run {cmd[0]!r}: {e}", file=sys.stderr)
+        return 2
+    adapting.start()
+    session = Session(run_dir, trainer, health, notify=False)
+    try:
+        if use_tui(args):
+            return run_tui("monitor", session=session)
+        return _headless(args, session, f"running `{' '.join(cmd)}`", wrapped=True)
+    finally:
+        adapting.stop()

@@ -1,0 +1,43 @@
+"""`cockpit verify RUN_DIR|CHECKPOINT`: every checkpoint against its sidecar (size,
+sha256) and `latest`; exit 0 valid, 1 invalid with the reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from core import checkpoint as C
+
+
+def cmd_verify(args) -> int:
+    path = Path(args.path)
+    if path.is_file():
+        why = C.verify(path, deep=True)
+        if why:
+            print(f"INVALID {path}: {why}")
+            return 1
+        meta = C.read_sidecar(path)
+        print(
+            f"OK {path}: step {meta['step']}, {meta['bytes']:,} bytes, sha256 {meta['sha256'][:12]}…, tags {', '.join(meta['tags'])}"
+        )
+        return 0
+    ckpt_dir = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+    if not ckpt_dir.is_dir():
+        print(f"INVALID {path}: no such run directory or checkpoint")
+        return 1
+    results, latest_why = C.verify_run(ckpt_dir)
+    bad = 0
+    for p, why in results:
+        print(f"{'OK     ' if why is None else 'INVALID'} {p.name}" + (f": {why}" if why else ""))
+        bad += why is not None
+    lp = C.latest(ckpt_dir)
+    if latest_why:
+        print(f"INVALID latest: {latest_why}")
+    else:
+        print(f"OK      latest -> {lp.name}")
+    if bad or latest_why:
+        print(
+            f"{ckpt_dir}: {bad} invalid checkpoint(s){'; latest is not valid' if latest_why else ''}"
+        )
+        return 1
+    print(f"{ckpt_dir}: {len(results)} checkpoint(s) valid")
+    return 0

@@ -1,0 +1,57 @@
+"""`cockpit watch`: attach to a live run (its history first) or replay a finished
+one, in the TUI or as plain lines; Ctrl+C only detaches."""
+
+from __future__ import annotations
+
+import sys
+
+from cockpit.commands.follow import follow, parse_health, use_tui
+from cockpit.headless import HeadlessPrinter
+from cockpit.model.runs import resolve
+from cockpit.session import Session
+from cockpit.supervisor import Trainer
+from cockpit.ui.app import run_tui
+from cockpit.wrap.wrapped import attach_wrapped
+
+
+def cmd_watch(args) -> int:
+    run_dir = resolve(args.run)
+    if run_dir is None:
+        what = (
+            "no runs under logs/"
+            if args.run in (None, "latest")
+            else f"{args.run} is not a run directory, nor a run id under logs/"
+        )
+        print(f"error: {what}; `cockpit runs` lists them", file=sys.stderr)
+        return 2
+    health = parse_health(args.health)
+    if health is None:
+        return 2
+    trainer = Trainer.find(run_dir)
+    adapting = attach_wrapped(
+        run_dir, trainer
+    )  # a wrapped run: go on turning its stdout into events
+    if adapting is not None:
+        adapting.start()
+    try:
+        if use_tui(args):
+            return run_tui("monitor", session=Session(run_dir, trainer, health))
+        return _watch(args, Session(run_dir, trainer, health, notify=False))
+    finally:
+        if adapting is not None:
+            adapting.stop()
+
+
+def _watch(args, session: Session) -> int:
+    run_dir = session.run_dir
+    printer = HeadlessPrinter(session.model, every_s=args.every)
+    printer.say(f"cockpit: watching {run_dir}")
+    if not (run_dir / "events.jsonl").exists():
+        printer.say("cockpit: no events.jsonl yet; waiting for the trainer to write it")
+
+    def on_ctrl_c(t: float) -> str:
+        printer.say(f"cockpit: detached; the run goes on (re-attach: cockpit watch {run_dir})")
+        return "detach"
+
+    code = follow(session, printer, on_ctrl_c)
+    return 130 if code is None else code

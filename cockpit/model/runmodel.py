@@ -1,0 +1,438 @@
+"""The run model: one in-memory picture of a run that every collector feeds
+(events, system samples, checkpoints, the supervisor) and every display reads
+(through frozen views: cockpit.model.view). Displays only format what is here,
+so every figure they show is testable without a terminal.
+
+Memory stays bounded however long the run: curves keep a fixed number of
+buckets (each keeps its minimum and maximum, so a spike is never averaged
+away) plus a raw tail of recent points; lists of evals, samples and alerts are
+bounded deques.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cockpit.model.curve import Curve
+from cockpit.model.records import AlertRecord, CheckpointInfo, main_thread_cpu  # noqa: F401 (re-exported)
+
+# statuses a run ends with (core's run_end, plus `failed` when the process died without one)
+ENDED = ("completed", "gate_passed", "early_stopped", "interrupted", "diverged", "failed")
+OK_STATUSES = ("completed", "gate_passed", "early_stopped")
+STEP_CURVES = ("loss", "lr", "tokens_per_s", "step_ms", "mfu")  # step-event fields kept as curves
+
+
+def status_code(status: str) -> int:
+    """The trainer's exit code for a run status, when nobody saw the process exit."""
+    return 0 if status in OK_STATUSES else 130 if status == "interrupted" else 1
+
+
+GPU_HIST = ("util_pct", "mem_used_mib", "temp_c", "power_w", "proc_mem_mib")
+
+
+def _f(x) -> float | None:
+    return float(x) if isinstance(x, int | float) else None
+
+
+# -----------------------------------------------------------------------------
+# the headline figures
+
+
+@dataclass(frozen=True)
+class Figures:
+    """The run's headline numbers at one moment, each computed once (RunModel.figures):
+    what the summary line, the header, the figure panels and an eval's line show."""
+
+    step: int = 0
+    total_steps: int | None = None
+    epoch: int = 0  # 0-based; displays show epoch + 1
+    total_epochs: int | None = None
+    steps_per_epoch: int | None = None
+    tokens: int = 0  # cumulative
+    loss: float | None = None  # the newest step's
+    val_loss: float | None = None  # the newest eval's
+    lr: float | None = None
+    grad_norm: float | None = None
+    tokens_per_s: float | None = None  # the trainer's own figure for its newest step
+    step_ms: float | None = None
+    mfu: float | None = None
+    steps_per_s: float | None = None  # wall clock over recent steps (evals and saves included)
+    eta_s: float | None = None  # to the end of the step budget
+    rss_mib: float | None = None  # the trainer's, while it lives
+    gpu_available: bool | None = None  # None: not sampled
+    gpu_util_pct: float | None = None
+    ranks: tuple[tuple[int, float | None, float | None], ...] | None = None  # (rank, ms, MiB)
+
+
+# -----------------------------------------------------------------------------
+# the model
+
+
+@dataclass
+class RunModel:
+    run_dir: Path | None = None
+    run_id: str = ""
+    profile: str = ""
+    status: str = "waiting"  # waiting | starting | running | one of ENDED
+    info: dict = field(default_factory=dict)  # the run_start event
+    phase: dict | None = None  # the newest phase event
+    step: int = 0
+    total_steps: int | None = None
+    epoch: int = 0
+    total_epochs: int | None = None
+    tokens: int = 0
+    last: dict = field(default_factory=dict)  # the newest step event
+    loss_ema: float | None = None
+    t_first: float | None = None  # first event time
+    t_last_activity: float | None = None  # newest step/heartbeat/phase/run_start
+    t_last_step: float | None = None
+    best_val: float | None = None
+    gate: dict | None = None  # the newest gate event
+    gate_passed_step: int | None = None
+    run_end: dict | None = None
+    exit_code: int | None = None
+    proc_alive: bool | None = None  # None: unknown (not watched yet)
+    t_gone: float | None = None  # when the process was seen gone
+    log_tail: str | None = None  # the last lines of stdout.log once the process ended
+    malformed: int = 0
+    # curves
+    loss: Curve = field(default_factory=Curve)
+    val_loss: Curve = field(default_factory=lambda: Curve(tail=500))
+    lr: Curve = field(default_factory=Curve)
+    tokens_per_s: Curve = field(default_factory=Curve)
+    step_ms: Curve = field(default_factory=Curve)
+    mfu: Curve = field(default_factory=Curve)
+    step_t: Curve = field(default_factory=Curve)  # y: the step's time (plots against time)
+    rss_mib: Curve = field(default_factory=Curve)  # x: time
+    uss_mib: Curve = field(default_factory=Curve)
+    cpu_pct: Curve = field(default_factory=Curve)
+    num_threads: Curve = field(default_factory=Curve)
+    gpu_util_pct: Curve = field(default_factory=Curve)
+    # per GPU index: util_pct, mem_used_mib, temp_c, power_w, proc_mem_mib over time
+    gpu_dev: dict[int, dict[str, Curve]] = field(default_factory=dict)
+    # bounded lists
+    evals: deque = field(default_factory=lambda: deque(maxlen=1000))
+    samples: deque = field(default_factory=lambda: deque(maxlen=20))
+    n_samples: int = 0
+    alerts: deque = field(default_factory=lambda: deque(maxlen=500))
+    n_alerts: int = 0
+    n_evals: int = 0
+    checkpoints: dict[str, CheckpointInfo] = field(default_factory=dict)
+    step_times: deque = field(default_factory=lambda: deque(maxlen=240))  # (t, step)
+    recent_step_ms: deque = field(default_factory=lambda: deque(maxlen=200))
+    rss_hist: deque = field(default_factory=lambda: deque(maxlen=7200))  # (t, rss_mib, step)
+    busy_hist: deque = field(
+        default_factory=lambda: deque(maxlen=600)
+    )  # (t, gpu util, main-thread cpu)
+    # the newest system samples (dicts, as recorded in system.jsonl)
+    proc: dict | None = None
+    proc_threads: dict | None = None  # the newest process sample with thread lists in it
+    system: dict | None = None
+    gpu: dict | None = None
+    ranks: object | None = (
+        None  # cockpit.collect.ranks.RanksSnapshot under torchrun (per-rank figures)
+    )
+    handles: tuple = (None, None)  # the trainer has a handler for SIGUSR1, SIGUSR2 (None: unknown)
+
+    # --- events --------------------------------------------------------------
+
+    def feed(self, ev: dict) -> None:
+        """Take one event dict (unknown types and fields are ignored)."""
+        fn = _HANDLERS.get(ev.get("type"))
+        if fn is None:
+            return
+        t = ev.get("t")
+        if not isinstance(t, int | float):
+            t = time.time()
+        if self.t_first is None:
+            self.t_first = t
+        fn(self, ev, t)
+
+    def feed_all(self, evs) -> None:
+        """Many events, oldest first: the same state as feed() on each, with runs of
+        step events taken in bulk (a replay is mostly steps)."""
+        run: list[dict] = []
+        for ev in evs:
+            if ev.get("type") == "step" and ev.get("step").__class__ is int:
+                run.append(ev)
+                continue
+            if run:
+                self._steps(run)
+                run = []
+            self.feed(ev)
+        if run:
+            self._steps(run)
+
+    def _steps(self, evs: list[dict]) -> None:
+        if len(evs) < 8:
+            for ev in evs:
+                self.feed(ev)
+            return
+        now = time.time()
+        ts = [t if isinstance(t := ev.get("t"), int | float) else now for ev in evs]
+        steps = [ev["step"] for ev in evs]
+        if self.t_first is None:
+            self.t_first = ts[0]
+        col = {k: [_f(ev.get(k)) for ev in evs] for k in STEP_CURVES}
+        for k, ys in col.items():
+            getattr(self, k).extend(steps, ys)
+        self.step_t.extend(steps, ts)
+        ema = self.loss_ema
+        for y in col["loss"]:
+            if y is not None and math.isfinite(y):
+                ema = y if ema is None else 0.9 * ema + 0.1 * y
+        self.loss_ema = ema
+        self.recent_step_ms.extend(ms for ms in col["step_ms"] if ms is not None)
+        self.step_times.extend(zip(ts[-240:], steps[-240:], strict=True))
+        for ev in evs:
+            if ev.get("tokens"):
+                self.tokens = ev["tokens"]
+        last = evs[-1]
+        self.step, self.last, self.epoch = last["step"], last, last.get("epoch") or 0
+        self.t_last_step = self.t_last_activity = ts[-1]
+        if self.status in ("waiting", "starting"):
+            self.status = "running"
+
+    def _run_start(self, ev: dict, t: float) -> None:
+        if self.run_end is not None:
+            # resumed into the same run directory: a new part of the run begins
+            self.run_end, self.status, self.exit_code, self.log_tail = None, "running", None, None
+        self.info = ev
+        self.run_id = ev.get("run_id") or self.run_id
+        self.profile = ev.get("profile") or self.profile
+        self.total_steps = ev.get("total_steps")
+        self.total_epochs = ev.get("total_epochs")
+        self.status = "running"
+        self.t_last_activity = t
+
+    def _phase(self, ev: dict, t: float) -> None:
+        self.phase = ev
+        if self.status == "waiting":
+            self.status = "starting"
+        self.t_last_activity = t
+
+    def _step(self, ev: dict, t: float) -> None:
+        step = ev.get("step")
+        if not isinstance(step, int):
+            return
+        self.step, self.last = step, ev
+        self.epoch = ev.get("epoch") or 0
+        self.tokens = ev.get("tokens") or self.tokens
+        self.t_last_step = self.t_last_activity = t
+        loss = _f(ev.get("loss"))
+        self.loss.add(step, loss)
+        if loss is not None and math.isfinite(loss):
+            self.loss_ema = loss if self.loss_ema is None else 0.9 * self.loss_ema + 0.1 * loss
+        self.lr.add(step, _f(ev.get("lr")))
+        self.tokens_per_s.add(step, _f(ev.get("tokens_per_s")))
+        ms = _f(ev.get("step_ms"))
+        self.step_ms.add(step, ms)
+        self.mfu.add(step, _f(ev.get("mfu")))
+        self.step_t.add(step, t)
+        if ms is not None:
+            self.recent_step_ms.append(ms)
+        self.step_times.append((t, step))
+        if self.status in ("waiting", "starting"):
+            self.status = "running"
+
+    def _heartbeat(self, ev: dict, t: float) -> None:
+        self.t_last_activity = t
+
+    def _eval(self, ev: dict, t: float) -> None:
+        vl = _f(ev.get("val_loss"))
+        step = ev.get("step") if isinstance(ev.get("step"), int) else self.step
+        self.val_loss.add(step, vl)
+        if vl is not None and math.isfinite(vl) and (self.best_val is None or vl < self.best_val):
+            self.best_val = vl
+        # what the run looked like at this eval, for a line per eval and the overfitting check
+        rec = dict(ev, train_loss_ema=self.loss_ema, best_val=self.best_val, figures=self.figures())
+        self.evals.append(rec)
+        self.n_evals += 1
+
+    def _sample(self, ev: dict, t: float) -> None:
+        self.samples.append(ev)
+        self.n_samples += 1
+
+    def _gate(self, ev: dict, t: float) -> None:
+        self.gate = ev
+        if ev.get("passed") and self.gate_passed_step is None:
+            self.gate_passed_step = ev.get("step")
+
+    def _checkpoint(self, ev: dict, t: float) -> None:
+        path = str(ev.get("path") or "")
+        name = Path(path).name or f"step-{ev.get('step', 0):07d}.pt"
+        old = self.checkpoints.get(name)
+        self.checkpoints[name] = CheckpointInfo(
+            name=name,
+            step=ev.get("step") or 0,
+            bytes=ev.get("bytes") or 0,
+            tags=list(ev.get("tags") or []),
+            t=t,
+            verified=old.verified if old else None,
+            why=old.why if old else None,
+        )
+
+    def _alert(self, ev: dict, t: float) -> None:
+        self.add_alert(
+            ev.get("level") or "warn",
+            ev.get("code") or "?",
+            ev.get("message") or "",
+            "trainer",
+            t=t,
+        )
+
+    def _run_end(self, ev: dict, t: float) -> None:
+        self.run_end = ev
+        self.status = ev.get("status") or "completed"
+        if isinstance(ev.get("step"), int):
+            self.step = max(self.step, ev["step"])
+
+    # --- the rest ------------------------------------------------------------
+
+    def add_alert(
+        self,
+        level: str,
+        code: str,
+        message: str,
+        source: str,
+        detail: str | None = None,
+        t: float | None = None,
+    ) -> AlertRecord:
+        self.n_alerts += 1
+        a = AlertRecord(self.n_alerts, t or time.time(), level, code, message, source, detail)
+        self.alerts.append(a)
+        return a
+
+    def set_checkpoints(self, states) -> None:
+        """What the checkpoint watcher found on disk (CkptState list)."""
+        seen = set()
+        for s in states:
+            seen.add(s.name)
+            c = self.checkpoints.get(s.name)
+            if c is None:
+                c = self.checkpoints[s.name] = CheckpointInfo(s.name, s.step, s.bytes, [], s.mtime)
+            c.bytes, c.present = s.bytes, True
+            c.tags = sorted(set(c.tags) | set(s.tags) | ({"latest"} if s.latest else set()))
+            if not s.latest and "latest" in c.tags:
+                c.tags.remove("latest")
+            c.val_loss = s.val_loss if s.val_loss is not None else c.val_loss
+            c.verified, c.why = s.verified, s.why
+        for name, c in self.checkpoints.items():
+            if name not in seen:
+                c.present = False
+
+    def feed_system(self, d: dict) -> None:
+        """One system.jsonl line: {"t", "proc": {...}, "sys": {...}, "gpu": {...}}."""
+        t = d.get("t") or time.time()
+        proc, sysd, gpu = d.get("proc"), d.get("sys"), d.get("gpu")
+        if isinstance(proc, dict):
+            self.proc = proc
+            if any(p.get("threads") for p in proc.get("procs") or []):
+                self.proc_threads = proc
+            if proc.get("alive"):
+                rss = _f(proc.get("rss_mib"))
+                self.rss_mib.add(t, rss)
+                self.cpu_pct.add(t, _f(proc.get("cpu_pct")))
+                self.num_threads.add(t, _f(proc.get("num_threads")))
+                self.uss_mib.add(t, _f(proc.get("uss_mib")))
+                if rss is not None:
+                    self.rss_hist.append((t, rss, self.step))
+        if isinstance(sysd, dict):
+            self.system = sysd
+        if isinstance(gpu, dict):
+            self.gpu = gpu
+            util = self.gpu_util()
+            self.gpu_util_pct.add(t, util)
+            for dev in gpu.get("devices") or []:
+                if isinstance(dev, dict) and isinstance(dev.get("index"), int):
+                    hist = self.gpu_dev.get(dev["index"])
+                    if hist is None:
+                        hist = self.gpu_dev[dev["index"]] = {k: Curve(512, 600) for k in GPU_HIST}
+                    for k, c in hist.items():
+                        c.add(t, _f(dev.get(k)))
+            if util is not None and isinstance(proc, dict):
+                self.busy_hist.append((t, util, main_thread_cpu(proc)))
+
+    def gpu_util(self) -> float | None:
+        """Mean utilisation over the GPUs the trainer uses (all of them when that is
+        unknown), or None with no GPU."""
+        devs = (self.gpu or {}).get("devices") or []
+        mine = [d for d in devs if (d.get("proc_mem_mib") or 0) > 0]
+        devs = mine or devs
+        vals = [d["util_pct"] for d in devs if isinstance(d.get("util_pct"), int | float)]
+        return sum(vals) / len(vals) if vals else None
+
+    def median_step_s(self) -> float | None:
+        return statistics.median(self.recent_step_ms) / 1000 if self.recent_step_ms else None
+
+    def steps_per_s(self) -> float | None:
+        """Wall-clock rate over the recent steps (includes eval and checkpoint time)."""
+        if len(self.step_times) < 2:
+            return None
+        (t0, s0), (t1, s1) = self.step_times[0], self.step_times[-1]
+        return (s1 - s0) / (t1 - t0) if t1 > t0 and s1 > s0 else None
+
+    def eta_s(self) -> float | None:
+        rate = self.steps_per_s()
+        if rate is None or not self.total_steps or self.status in ENDED:
+            return None
+        return max(0, self.total_steps - self.step) / rate
+
+    def steps_per_epoch(self) -> int | None:
+        if self.total_steps and self.total_epochs:
+            # the core counts ceil(total / steps_per_epoch) epochs
+            return max(1, math.ceil(self.total_steps / self.total_epochs))
+        return None
+
+    def figures(self) -> Figures:
+        """The run's headline numbers now (None when unknown)."""
+        last = self.last
+        proc, gpu = self.proc or {}, self.gpu or {}
+        ranks = getattr(self.ranks, "ranks", None)
+        return Figures(
+            step=self.step,
+            total_steps=self.total_steps,
+            epoch=self.epoch,
+            total_epochs=self.total_epochs,
+            steps_per_epoch=self.steps_per_epoch(),
+            tokens=self.tokens,
+            loss=_f(last.get("loss")),
+            val_loss=self.val_loss.latest,
+            lr=_f(last.get("lr")),
+            grad_norm=_f(last.get("grad_norm")),
+            tokens_per_s=_f(last.get("tokens_per_s")),
+            step_ms=_f(last.get("step_ms")),
+            mfu=_f(last.get("mfu")),
+            steps_per_s=self.steps_per_s(),
+            eta_s=self.eta_s(),
+            rss_mib=_f(proc.get("rss_mib")) if proc.get("alive") else None,
+            gpu_available=bool(gpu.get("available")) if gpu else None,
+            gpu_util_pct=self.gpu_util(),
+            ranks=tuple((r.rank, r.median_step_ms, r.mem_mib) for r in ranks)
+            if ranks is not None
+            else None,
+        )
+
+    def elapsed_s(self, now: float | None = None) -> float | None:
+        if self.run_end and isinstance(self.run_end.get("wall_s"), int | float):
+            return self.run_end["wall_s"]
+        return (now or time.time()) - self.t_first if self.t_first else None
+
+
+_HANDLERS = {
+    "run_start": RunModel._run_start,
+    "phase": RunModel._phase,
+    "step": RunModel._step,
+    "heartbeat": RunModel._heartbeat,
+    "eval": RunModel._eval,
+    "sample": RunModel._sample,
+    "gate": RunModel._gate,
+    "checkpoint": RunModel._checkpoint,
+    "alert": RunModel._alert,
+    "run_end": RunModel._run_end,
+}

@@ -1,0 +1,130 @@
+"""The panel every monitor area is: a widget that draws a RunView into its
+size, and redraws only when what it shows changed."""
+
+from __future__ import annotations
+
+import time
+
+from textual.content import Content
+from textual.timer import Timer
+from textual.widget import Widget
+
+from cockpit.model.view import RunView
+
+MUTED, ACCENT, PRIMARY = "$text-muted", "$text-accent", "$text-primary"
+OK, WARN, ERROR = "$text-success", "$text-warning", "$text-error"
+LEVEL_STYLE = {"info": PRIMARY, "warn": WARN, "error": ERROR}
+
+
+class Lines:
+    """Lines of (text, style) parts, each cropped to the width: what a panel draws."""
+
+    def __init__(self, width: int, height: int | None = None):
+        self.width, self.height = max(0, width), height
+        self.rows: list[list[tuple[str, str]]] = []
+
+    @property
+    def full(self) -> bool:
+        return self.height is not None and len(self.rows) >= self.height
+
+    @property
+    def left(self) -> int | None:
+        return None if self.height is None else self.height - len(self.rows)
+
+    def line(self, *parts: tuple[str, str] | str) -> Lines:
+        if not self.full:
+            self.rows.append([(p, "") if isinstance(p, str) else p for p in parts])
+        return self
+
+    def content(self) -> Content:
+        out: list[tuple[str, str] | str] = []
+        for i, row in enumerate(self.rows):
+            if i:
+                out.append("\n")
+            room = self.width
+            for text, style in row:
+                if room <= 0:
+                    break
+                out.append((text[:room], style))
+                room -= len(text[:room])
+        return Content.assemble(*out)
+
+
+class Panel(Widget):
+    """Set `show(view)` from the screen. A panel draws its rows when what it depends
+    on (`key()`) changed, and asks Textual to repaint only when the rows differ
+    from what is on screen: a view a second while a run idles costs almost nothing.
+    A costly panel sets MIN_INTERVAL_S: it redraws at most that often (the last
+    view is never lost, a timer draws it)."""
+
+    DEFAULT_CSS = """
+    Panel { height: 1fr; width: 1fr; text-wrap: nowrap; text-overflow: clip; }
+    """
+    TITLE = ""
+    MIN_INTERVAL_S = 0.0
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.border_title = self.TITLE
+        self.view: RunView | None = None
+        self._key: object = object()
+        self._rows: list | None = None
+        self._rows_size: tuple[int, int] | None = None
+        self._drawn = 0.0
+        self._timer: Timer | None = None
+
+    def show(self, view: RunView) -> None:
+        self.view = view
+        key = self.key(view)
+        if key == self._key:
+            return
+        wait = self._drawn + self.MIN_INTERVAL_S - time.monotonic()
+        if wait > 0:
+            if self._timer is None:
+                # the next view usually comes first and draws in the same frame as the
+                # others; the timer only draws a last view that nothing follows
+                self._timer = self.set_timer(wait + 1.0, self._deferred)
+            return
+        self._key = key
+        self.redraw()
+
+    def _deferred(self) -> None:
+        self._timer = None
+        if self.view is not None and self.key(self.view) != self._key:
+            self._key = self.key(self.view)
+            self.redraw()
+
+    def redraw(self, force: bool = False) -> None:
+        """Draw the rows now; repaint if they changed (or when forced: settings)."""
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        self._drawn = time.monotonic()
+        rows = self._draw_rows()
+        if force or rows != self._rows:
+            self._rows = rows
+            self.refresh()
+
+    def key(self, v: RunView) -> object:
+        return v.version
+
+    def _draw_rows(self) -> list:
+        w, h = self.size
+        self._rows_size = (w, h)
+        if self.view is None:
+            return [[("waiting for the run…", MUTED)]]
+        if w <= 0 or h <= 0:
+            return []  # hidden (another panel is maximized, or the layout leaves it out)
+        out = Lines(w, h)
+        self.draw(self.view, out)
+        return out.rows
+
+    def render(self) -> Content:
+        if self._rows is None or self._rows_size != tuple(self.size):
+            self._rows = self._draw_rows()  # first paint, or a new size
+        out = Lines(*self.size)
+        out.rows = self._rows
+        return out.content()
+
+    def draw(self, v: RunView, out: Lines) -> None:
+        raise NotImplementedError

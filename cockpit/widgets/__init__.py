@@ -1,2 +1,0 @@
-"""The TUI's widgets, grouped by area. They only format: each takes a frozen
-RunView (cockpit.view) from its screen and draws it."""

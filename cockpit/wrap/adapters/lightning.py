@@ -1,0 +1,135 @@
+"""PyTorch Lightning's TQDMProgressBar (bar_format "{l_bar}{bar}| {n_fmt}/{total_fmt}
+[{elapsed}<{remaining}, {rate_noinv_fmt}{postfix}]"), one frame per batch, each
+rewritten over the last with \\r:
+
+    Epoch 0:  45%|████▌     | 45/100 [00:01<00:02, 25.00it/s, v_num=0, train_loss=1.230]
+    Validation DataLoader 0:  50%|█████     | 5/10 [00:00<00:00, 50.00it/s]
+    Epoch 0: 100%|██████████| 100/100 [00:04<00:00, 25.00it/s, v_num=0, train_loss=1.100, val_loss=1.200]
+    Epoch 1: 12it [00:00, 25.00it/s, v_num=0]          (a loader without a length)
+
+The step is the global batch count: the batches of the epochs before (the most
+each epoch's bar counted) plus this frame's. Each batch draws two frames (the
+count, then the new postfix), so a step is emitted from the last frame drawn
+for it, when the next step's frame (or an eval, or the end) comes: a step
+event when its postfix has a loss (`loss`, `train_loss_step`, `train_loss`, or
+another `*loss*` that is not val/test), with 1000/it/s as step_ms; a heartbeat
+without one (Lightning >= 2 shows only what is logged with prog_bar=True). An
+eval is emitted when the postfix's val loss first appears or changes, or after
+a validation bar. Lightning 1.x's main bar also counts validation batches:
+those count as steps there. The RichProgressBar is not read.
+"""
+
+from __future__ import annotations
+
+import re
+
+from cockpit.wrap.adapters.common import num, ppl
+
+NAME = "lightning"
+SIGNATURE = re.compile(r"^Epoch \d+: (?:\s*\d+%\||\d+it \[)")
+
+FRAME = re.compile(r"^Epoch (\d+): (?:\s*\d+%\|[^|]*\| (\d+)/(?:\d+|\?)|(\d+)it) \[([^\]]*)")
+LOSS_NEEDLES = tuple(f", {k}=" for k in ("loss", "train_loss_step", "train_loss", "loss_step"))
+VAL_NEEDLES = tuple(f", {k}=" for k in ("val_loss", "val_loss_epoch", "valid_loss", "val/loss"))
+
+
+def _value(bracket: str, needle: str) -> str | None:
+    """The value of `, key=` in a postfix, or None."""
+    i = bracket.find(needle)
+    if i < 0:
+        return None
+    i += len(needle)
+    j = bracket.find(",", i)
+    return bracket[i:] if j < 0 else bracket[i:j]
+
+
+def _loss(bracket: str) -> str | None:
+    for k in LOSS_NEEDLES:
+        v = _value(bracket, k)
+        if v is not None:
+            return v
+    if "loss" not in bracket:
+        return None
+    for item in bracket.split(", ")[2:]:  # another name with "loss" in it, not val/test
+        k, eq, v = item.partition("=")
+        if eq and "loss" in k and not k.startswith(("val", "test")):
+            return v
+    return None
+
+
+class Parser:
+    def __init__(self):
+        self.info: dict = {}
+        self.epoch = -1
+        self.base = 0  # batches of the epochs before this one
+        self.n_max = 0  # the most batches this epoch's bar counted so far
+        self.step = 0  # the newest step seen
+        self.held: dict | None = None  # the newest step's figures, until the next step
+        self.val: float | None = None
+        self.in_val = False
+
+    def feed(self, line: str) -> list[dict] | None:
+        c = line[:1]
+        if c == "E":
+            m = FRAME.match(line)
+            if m is not None:
+                return self._frame(int(m[1]), int(m[2] or m[3]), m[4])
+        elif c == "V" and line.startswith("Validation"):
+            self.in_val = True
+        return None
+
+    def _frame(self, epoch: int, n: int, bracket: str) -> list[dict] | None:
+        if epoch != self.epoch:
+            if self.epoch >= 0:
+                self.base += self.n_max
+            self.epoch, self.n_max = epoch, 0
+        out: list[dict] = []
+        if n > self.n_max:  # a new batch (n is 0, or back to 0, when a bar is reset)
+            self.n_max = n
+            if self.held is not None:
+                out.append(self._release())
+            self.step = self.base + n
+            self.held = {"step": self.step, "epoch": epoch}
+        held = self.held
+        if held is not None and held["step"] == self.base + n:
+            # the newest frame of a step has its postfix: keep its loss and rate
+            held["loss"] = _loss(bracket)
+            rate = bracket.split(", ", 2)
+            held["rate"] = rate[1] if len(rate) > 1 else None
+        val = None
+        if "val" in bracket:
+            for k in VAL_NEEDLES:
+                v = _value(bracket, k)
+                if v is not None:
+                    val = num(v)
+                    break
+        if val is not None and (self.in_val or val != self.val):
+            if self.held is not None:
+                out.append(self._release())
+            out.append(
+                {
+                    "type": "eval",
+                    "step": self.step,
+                    "epoch": epoch,
+                    "val_loss": val,
+                    "val_ppl": ppl(val),
+                }
+            )
+            self.in_val = False
+        if val is not None:
+            self.val = val
+        return out or None
+
+    def _release(self) -> dict:
+        h, self.held = self.held, None
+        if h.get("loss") is None:
+            return {"type": "heartbeat", "step": h["step"]}
+        ev = {"type": "step", "step": h["step"], "epoch": h["epoch"], "loss": num(h["loss"])}
+        rate = h.get("rate") or ""
+        r = num(rate[:-4]) if rate.endswith("it/s") else None
+        if r:
+            ev["step_ms"] = 1000.0 / r
+        return ev
+
+    def flush(self) -> list[dict]:
+        return [self._release()] if self.held is not None else []

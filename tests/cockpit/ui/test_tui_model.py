@@ -1,0 +1,234 @@
+"""The display-free pieces the TUI stands on: bulk curve and model updates that
+equal the one-by-one ones, the quick preview of a long history, the log tail,
+the frozen views and the pump that makes them, and the chart that keeps spikes."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+
+import pytest
+
+from cockpit import session as session_mod
+from cockpit.collect.logtail import LogTail
+from cockpit.model.curve import Curve, ema
+from cockpit.model.health import leak_mib_per_1k_steps
+from cockpit.model.runmodel import RunModel
+from cockpit.model.view import ViewBuilder
+from cockpit.session import Session
+from cockpit.ui.pump import Pump, load_view
+from cockpit.ui.widgets.chart import Series, plot, spark
+from core import events as E
+from tests.cockpit.ui.tuikit import CPU, GPU, frozen, in_repo  # noqa: F401
+
+CURVE_STATE = ("xs", "lo", "hi", "last", "width", "_fill", "n", "n_nonfinite")
+
+
+@pytest.mark.parametrize("cap", [4, 5, 16, 256])
+def test_curve_extend_is_add_point_by_point(cap):
+    rng = random.Random(cap)
+    for _ in range(40):
+        n = rng.randint(0, 2500)
+        ys = [rng.gauss(0, 1) if rng.random() > 0.02 else float("nan") for _ in range(n)]
+        a, b = Curve(cap=cap, tail=50), Curve(cap=cap, tail=50)
+        for x, y in enumerate(ys):
+            a.add(x, y)
+        i = 0
+        while i < n:  # bulk and single adds, interleaved
+            k = rng.randint(1, 600)
+            if rng.random() < 0.2:
+                for x in range(i, min(n, i + k)):
+                    b.add(x, ys[x])
+            else:
+                b.extend(range(i, min(n, i + k)), ys[i : i + k])
+            i += k
+        assert [getattr(a, s) for s in CURVE_STATE] == [getattr(b, s) for s in CURVE_STATE]
+        assert list(a.tail) == list(b.tail)
+
+
+def _events(n: int, seed: int = 0) -> list[dict]:
+    rng, out, t = random.Random(seed), [], 100.0
+    for i in range(1, n + 1):
+        t += 0.01
+        if rng.random() < 0.95:
+            loss = rng.choice([rng.random() + 1, None, 3])
+            out.append(
+                {"v": 1, "t": t, "type": "step", "step": i, "epoch": i // 100, "loss": loss,
+                 "lr": 1e-3, "tokens": i * 8, "step_ms": rng.choice([5.0, None]),
+                 "tokens_per_s": 100.0, "mfu": rng.choice([None, 0.3])}
+            )  # fmt: skip
+        else:
+            out.append(E.Eval(step=i, epoch=0, val_loss=rng.random(), val_ppl=2.0, t=t).to_dict())
+    return out
+
+
+def test_feed_all_equals_feeding_one_event_at_a_time():
+    evs = _events(5000)
+    a, b = RunModel(), RunModel()
+    for e in evs:
+        a.feed(e)
+    for i in range(0, len(evs), 777):
+        b.feed_all(evs[i : i + 777])
+    for name in ("loss", "lr", "tokens_per_s", "step_ms", "mfu", "step_t", "val_loss"):
+        ca, cb = getattr(a, name), getattr(b, name)
+        assert [getattr(ca, s) for s in CURVE_STATE] == [getattr(cb, s) for s in CURVE_STATE]
+    for f in ("step", "epoch", "tokens", "loss_ema", "t_last_step", "status", "n_evals"):
+        assert getattr(a, f) == getattr(b, f), f
+    assert [e["train_loss_ema"] for e in a.evals] == [e["train_loss_ema"] for e in b.evals]
+    assert list(a.step_times) == list(b.step_times)
+
+
+def _write_run(d, n: int) -> list[float]:
+    d.mkdir(parents=True)
+    rng = random.Random(1)
+    losses = [2 + rng.random() for _ in range(n)]
+    losses[n // 3] = 50.0  # a spike
+    lines = [E.RunStart(run_id=d.name, profile="p", pid=4194305, device="cpu", world_size=1,
+                        dtype="float32", n_params=1, tokens_per_step=8, total_steps=n,
+                        total_epochs=1, t=1.0).to_dict()]  # fmt: skip
+    for i, y in enumerate(losses, 1):
+        lines.append(E.Step(step=i, epoch=0, loss=y, lr=1e-3, grad_norm=1.0, tokens=8 * i,
+                            step_ms=1.0, tokens_per_s=8000.0, t=1.0 + i / 1000).to_dict())  # fmt: skip
+    lines.append(
+        E.RunEnd(
+            status="completed", step=n, reason="done", wall_s=n / 1000, t=2.0 + n / 1000
+        ).to_dict()
+    )
+    (d / "events.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    (d / "result.json").write_text(json.dumps({"curves": {"train_loss": losses}}))
+    return losses
+
+
+def test_preview_of_a_long_history_then_the_replay(tmp_path, monkeypatch):
+    d = tmp_path / "long"
+    _write_run(d, 30_000)
+    monkeypatch.setattr(session_mod, "PREVIEW_BYTES", 1 << 20)
+    monkeypatch.setattr(session_mod, "PREVIEW_TAIL_BYTES", 64 << 10)
+    s = Session(d, None, notify=False)
+    try:
+        pm = s.preview()
+        assert pm is not None and pm.status == "completed" and pm.step == 30_000
+        assert pm.loss.maximum == 50.0 and pm.loss.n == 30_000  # the whole curve, spike kept
+        seen = []
+        assert s.replay(progress=lambda done, total: seen.append(done / total), batch_bytes=1 << 20)
+        assert len(seen) > 3 and seen[-1] == 1.0 and seen == sorted(seen)
+        m = s.model
+        # the preview's curve is the replay's, bucket for bucket
+        assert [getattr(pm.loss, k) for k in CURVE_STATE] == [
+            getattr(m.loss, k) for k in CURVE_STATE
+        ]
+    finally:
+        s.close()
+    # a replay that is told to stop, stops
+    s2 = Session(d, None, notify=False)
+    try:
+        assert s2.replay(progress=lambda done, total: False, batch_bytes=1 << 20) is False
+        assert 0 < s2.model.step < 30_000
+        assert Session(tmp_path / "none", None, notify=False).preview() is None
+    finally:
+        s2.close()
+
+
+def test_log_tail_follows_appends_partial_lines_and_truncation(tmp_path):
+    p = tmp_path / "stdout.log"
+    t = LogTail(p, max_lines=3)
+    assert t.poll() is False  # no file yet
+    p.write_text("one\ntwo\nthr")
+    assert t.poll() and list(t.lines) == ["one", "two"] and t.seq == 2
+    with open(p, "a") as f:
+        f.write("ee\nprogress 10%\rprogress 90%\nfour\r\n")
+    assert t.poll() and list(t.lines) == ["three", "progress 90%", "four"] and t.seq == 5
+    assert t.poll() is False
+    p.write_text("new\n")  # truncated: start over
+    assert t.poll() and list(t.lines)[-1] == "new"
+    big = tmp_path / "big.log"
+    big.write_text("".join(f"line {i}\n" for i in range(100_000)))
+    t2 = LogTail(big, start_bytes=1000)
+    assert t2.poll() and t2.lines[-1] == "line 99999" and len(t2.lines) < 200
+
+
+def test_views_are_frozen_copies_and_share_unchanged_curves():
+    m, b = RunModel(), ViewBuilder()
+    m.feed_all(_events(300))
+    v1 = b.build(m, 1000.0)
+    assert not b.changed(m)
+    m.feed_all(_events(10, seed=5)[:3])  # more steps
+    assert b.changed(m)
+    v2 = b.build(m, 1001.0)
+    assert v2.version == v1.version + 1
+    assert v2.curve("lr") is not v1.curve("lr") and v2.curve("val_loss") is v1.curve("val_loss")
+    assert v1.curve("loss").n < v2.curve("loss").n
+    assert v2.figures == m.figures() and v2.now == 1001.0
+
+
+def test_pump_posts_the_final_view_of_a_recorded_run(in_repo):  # noqa: F811
+    views, notes = [], []
+    s = Session(CPU, None, notify=False)
+    pump = Pump(s, clock=frozen)
+    done = threading.Event()
+
+    def post(v):
+        views.append(v)
+        if pump.final is not None:
+            pump.submit("save")  # a finished run: nothing to signal
+
+    def cancelled() -> bool:
+        return done.is_set() or (bool(notes) and pump.final is not None)
+
+    pump.run(post, lambda text, level: notes.append((level, text)), cancelled)
+    v = views[-1]
+    assert v is pump.final or v.version >= pump.final.version
+    assert v.status == "gate_passed" and v.exit_code == 0 and v.loading is None
+    assert v.log[-1] == "run gate_passed (step 180)" and v.now == frozen()
+    assert [a.code for a in v.alerts] == ["loss_spike"]  # the review found the spike
+    assert notes == [("warn", "the trainer is not running: nothing to signal")]
+    g = load_view(GPU, clock=frozen)
+    assert g.status == "interrupted" and g.gpu["available"] and 0 in g.gpu_dev
+
+
+def test_chart_keeps_a_spike_and_sparklines_scale():
+    pts = [(x, 1.0, 1.0) for x in range(10_000)]
+    pts[7777] = (7777, 9.0, 9.0)
+    rows = plot([Series(pts, "")], 40, 6)
+    top = "".join(t for t, _ in rows[0])
+    assert top.strip(" ┤0123456789.") and "9" in top  # a dot on the top row, labelled 9
+    assert rows[-1][0][0].split() == ["0", "10.0k"]
+    assert spark([1, 2, 3, 4], 4) == "▁▃▆█" and spark([5, 5], 4) == "▄▄" and spark([], 3) == ""
+    assert ema([1.0, 1.0, 1.0], 0.9) == [1.0, 1.0, 1.0]
+
+
+def test_leak_trend_in_mib_per_thousand_steps():
+    m = RunModel()
+    for k in range(100):
+        m.rss_hist.append((1000.0 + 6 * k, 500.0 + 0.5 * k, 10 * k))  # 0.5 MiB per 10 steps
+    assert leak_mib_per_1k_steps(m) == pytest.approx(50.0)
+    assert leak_mib_per_1k_steps(RunModel()) is None
+
+
+def test_the_tui_reads_the_run_model_only():
+    """Widgets and screens only format (STYLE.md): no psutil, pynvml or core imports
+    in them; the widgets do not even reach the collectors."""
+    import ast
+
+    from tests.conftest import REPO
+
+    paths = sorted((REPO / "cockpit" / "ui").rglob("*.py"))
+    assert len(paths) > 10
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for n in names:
+                assert n.split(".")[0] not in ("psutil", "pynvml", "core"), (
+                    f"{path.name} imports {n}"
+                )
+                if path.parent.name == "widgets":
+                    assert n != "cockpit.session" and not n.startswith("cockpit.collect"), (
+                        path,
+                        n,
+                    )
