@@ -14,6 +14,22 @@ from cockpit.model.view import RunView
 MUTED, ACCENT, PRIMARY = "$text-muted", "$text-accent", "$text-primary"
 OK, WARN, ERROR = "$text-success", "$text-warning", "$text-error"
 LEVEL_STYLE = {"info": PRIMARY, "warn": WARN, "error": ERROR}
+GAP = "  "  # between a value and the next label
+
+
+def gaps_trail(row: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The same row with each part's leading spaces moved to the end of the part before:
+    a run of text never starts with a gap, so no renderer (an SVG viewer that trims
+    a text run's leading spaces) can close it and run a label into its value."""
+    out: list[tuple[str, str]] = []
+    for text, style in row:
+        lead = len(text) - len(text.lstrip(" "))
+        if lead and out and lead < len(text):
+            prev, pstyle = out[-1]
+            out[-1] = (prev + text[:lead], pstyle)
+            text = text[lead:]
+        out.append((text, style))
+    return out
 
 
 class Lines:
@@ -33,8 +49,20 @@ class Lines:
 
     def line(self, *parts: tuple[str, str] | str) -> Lines:
         if not self.full:
-            self.rows.append([(p, "") if isinstance(p, str) else p for p in parts])
+            self.rows.append(gaps_trail([(p, "") if isinstance(p, str) else p for p in parts]))
         return self
+
+    def pairs(self, *pairs: tuple[str, str, str], tail: tuple[str, str] = ("", "")) -> Lines:
+        """One line of (label, value, value style): `label value  label value`."""
+        parts: list[tuple[str, str] | str] = []
+        for i, (label, value, style) in enumerate(pairs):
+            parts += [(label + " ", MUTED), (value + (GAP if i < len(pairs) - 1 else ""), style)]
+        return self.line(*parts, tail)
+
+    def kv(self, label: str, width: int, *value: tuple[str, str] | str) -> Lines:
+        """A row of a key/value grid: the label padded to the grid's label column and
+        a gap, then the value's parts."""
+        return self.line((label.ljust(width) + GAP, MUTED), *value)
 
     def content(self) -> Content:
         out: list[tuple[str, str] | str] = []

@@ -5,9 +5,18 @@ from __future__ import annotations
 import textwrap
 
 from cockpit.fmt import fmt_mib, fmt_mib_short, fmt_num, fmt_pct, fmt_sig
+from cockpit.model.health import HealthConfig
 from cockpit.model.view import RunView
-from cockpit.ui.widgets.base import ACCENT, ERROR, MUTED, OK, PRIMARY, WARN, Lines, Panel
+from cockpit.ui.widgets.base import ACCENT, ERROR, GAP, MUTED, OK, PRIMARY, WARN, Lines, Panel
 from cockpit.ui.widgets.chart import spark
+
+
+def unsampled(v: RunView) -> str:
+    """What a panel says before it has a sample: a run that ended with none recorded
+    (no cockpit watched it live) will never have one; a live run soon will."""
+    if v.ended and v.proc is None:
+        return "no samples recorded: no cockpit watched this run live"
+    return "not sampled yet"
 
 
 class ThreadsPanel(Panel):
@@ -20,7 +29,10 @@ class ThreadsPanel(Panel):
         return (id(v.proc), id(v.proc_threads), self.size)
 
     def draw(self, v: RunView, out: Lines) -> None:
-        proc = v.proc or {}
+        if v.proc is None:
+            out.line((unsampled(v), MUTED))
+            return
+        proc = v.proc
         n = proc.get("num_threads") if proc.get("alive") else None
         w = max(0, out.width - 34)
         out.line(
@@ -68,33 +80,33 @@ class MemoryPanel(Panel):
         return (id(v.proc), id(v.system), self.size)
 
     def draw(self, v: RunView, out: Lines) -> None:
+        if v.proc is None and v.system is None:
+            out.line((unsampled(v), MUTED))
+            return
         f, proc, sysd = v.figures, v.proc or {}, v.system or {}
-        w = max(0, out.width - 20)
+        w = max(0, out.width - 22)
         uss = proc.get("uss_mib") if proc.get("alive") else None
-        rss = f.rss_mib
-        out.line(
-            (f"{'RSS':<5}", MUTED),
-            (fmt_mib(rss).rjust(13) + "  ", "bold"),
+        out.kv(
+            "RSS",
+            5,
+            (fmt_mib(f.rss_mib).rjust(10) + GAP, "bold"),
             (spark(v.curve("rss_mib").recent(w), w), ACCENT),
         )
-        out.line(
-            (f"{'USS':<5}", MUTED),
-            (fmt_mib(uss).rjust(13) + "  ", ""),
-            (spark(v.curve("uss_mib").recent(w), w), MUTED),
+        out.kv(
+            "USS", 5, fmt_mib(uss).rjust(10) + GAP, (spark(v.curve("uss_mib").recent(w), w), MUTED)
         )
         trend = v.leak_mib_per_1k_steps
-        style = WARN if trend is not None and trend > 10 else ""
-        out.line(
-            ("trend ", MUTED),
-            (f"{trend:+.1f} MiB/1k steps" if trend is not None else "–", style),
-        )
+        if trend is not None:
+            out.kv("trend", 5, (f"{trend:+.1f} MiB/1k steps", WARN if trend > 10 else ""))
+        elif v.curve("rss_mib").n:
+            # the memory_leak check's own warm-up: start-up growth is not a trend
+            mins = HealthConfig().leak_min_span_s / 60
+            out.kv("trend", 5, (f"warming up ({mins:.0f} min of samples)", MUTED))
         if sysd:
             ram = f"{fmt_mib(sysd.get('ram_used_mib'))}/{fmt_mib(sysd.get('ram_total_mib'))}"
-            out.line(
-                ("RAM   ", MUTED),
-                f"{ram} ({fmt_pct(sysd.get('ram_pct'))})",
-                ("  swap ", MUTED),
-                f"{fmt_mib(sysd.get('swap_used_mib'))}/{fmt_mib(sysd.get('swap_total_mib'))}",
+            swap = f"{fmt_mib(sysd.get('swap_used_mib'))}/{fmt_mib(sysd.get('swap_total_mib'))}"
+            out.kv(
+                "RAM", 5, f"{ram} ({fmt_pct(sysd.get('ram_pct'))})" + GAP, ("swap ", MUTED), swap
             )
 
 
@@ -111,7 +123,7 @@ class GpuPanel(Panel):
     def draw(self, v: RunView, out: Lines) -> None:
         g = v.gpu
         if g is None:
-            out.line(("not sampled yet", MUTED))
+            out.line((unsampled(v), MUTED))
             return
         if not g.get("available"):
             out.line(("no GPU", "bold " + PRIMARY), (f": {g.get('reason') or 'none found'}", MUTED))
@@ -145,8 +157,8 @@ class GpuPanel(Panel):
             mine = d.get("proc_mem_mib")
             out.line(
                 (f"GPU{i} ", "bold"),
-                (d.get("name") or "?", MUTED),
-                ("  trainer ", MUTED),
+                ((d.get("name") or "?") + GAP, MUTED),
+                ("trainer ", MUTED),
                 fmt_mib(mine) if isinstance(mine, int | float) else "–",
                 (f"  throttle: {', '.join(d['throttle'])}" if d.get("throttle") else "", ERROR),
             )

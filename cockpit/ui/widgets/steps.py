@@ -14,6 +14,17 @@ from cockpit.fmt import STEP_ICONS, STEP_STYLES, fmt_figure
 MAX_FINDINGS_SHOWN = 50
 
 
+def kv_grid(rows: list[tuple[str, str]], label_style: str) -> Table:
+    """Labels and values in two aligned columns. Each label is padded to the column
+    and followed by the gap in its own style, so no value's text starts with spaces
+    (a renderer that trims those would run the label into the value)."""
+    width = max((len(k) for k, _ in rows), default=0)
+    t = Table.grid(padding=0)
+    for k, v in rows:
+        t.add_row(Text(k.ljust(width) + "  ", style=label_style), Text(v))
+    return t
+
+
 def step_view(r: StepResult, fix: str | None) -> Group:
     """Title, status, message, the fix, figures and (masked) findings of one step."""
     parts: list = [
@@ -27,10 +38,7 @@ def step_view(r: StepResult, fix: str | None) -> Group:
     if r.fixed:
         parts.append(Text(f"fixed: {r.fixed.get('path')}", style="green"))
     if r.figures:
-        ft = Table.grid(padding=(0, 2))
-        for k, v in r.figures.items():
-            ft.add_row(Text(k, style="dim"), fmt_figure(v))
-        parts += [Text(""), ft]
+        parts += [Text(""), kv_grid([(k, fmt_figure(v)) for k, v in r.figures.items()], "dim")]
     if r.findings:
         t = Table("where", "kind", "line (masked)", box=None, padding=(0, 1))
         for f in r.findings[:MAX_FINDINGS_SHOWN]:
@@ -47,24 +55,28 @@ def summary_view(
     unaccepted_warns: list[str],
     will_launch: bool,
 ):
-    """Seed 003_ step 6's table, what Confirm needs, and every step's one line."""
+    """The summary to read before launching (dataset, tokenizer, model, param/token,
+    epochs, time, memory, the command), what Confirm needs, and every step's line."""
     if not summary:
         return Text(f"no summary: `{failed}` failed" if failed else "not run yet", style="dim")
-    t = Table.grid(padding=(0, 2))
-    for label, value in summary:
-        t.add_row(Text(label, style="bold"), Text(value))
+    t = kv_grid(summary, "bold")
     tail = Text("")
     if will_launch and unaccepted_warns:
         what = ", ".join(unaccepted_warns)
         tail = Text(f"accept the WARN of {what} (a) before Confirm", style="yellow")
     elif will_launch:
         tail = Text("Confirm (c) launches it; the monitor takes over", style="green")
-    lines = Table.grid(padding=(0, 1))
+    width = max((len(r.id) for r in steps), default=0)
+    lines = Table.grid(padding=0)
     for r in steps:
         style = STEP_STYLES.get(r.status, "")
-        lines.add_row(Text(STEP_ICONS[r.status], style=style), Text(r.id, style="bold"), r.message)
+        lines.add_row(
+            Text(STEP_ICONS[r.status] + " ", style=style),
+            Text(r.id.ljust(width) + " ", style="bold"),
+            Text(r.message),
+        )
     return Group(
-        Text("Summary (seed 003_ step 6)", style="bold"),
+        Text("Summary", style="bold"),
         Text(""),
         t,
         Text(""),

@@ -34,18 +34,13 @@ class LossFigures(Panel):
     def draw(self, v: RunView, out: Lines) -> None:
         f, loss = v.figures, v.curve("loss")
         nan = f" · {loss.n_nonfinite} NaN/Inf" if loss.n_nonfinite else ""
-        out.line(
-            ("train ", MUTED),
-            (fmt_num(f.loss), "bold " + PRIMARY),
-            ("  ema ", MUTED),
-            (fmt_num(v.loss_ema), ACCENT),
-            ("  val ", MUTED),
-            (fmt_num(f.val_loss), "bold " + WARN),
-            ("  best ", MUTED),
-            (fmt_num(v.best_val), WARN),
-            ("  lr ", MUTED),
-            fmt_num(f.lr, ".2e"),
-            (nan, ERROR),
+        out.pairs(
+            ("train", fmt_num(f.loss), "bold " + PRIMARY),
+            ("ema", fmt_num(v.loss_ema), ACCENT),
+            ("val", fmt_num(f.val_loss), "bold " + WARN),
+            ("best", fmt_num(v.best_val), WARN),
+            ("lr", fmt_num(f.lr, ".2e"), ""),
+            tail=(nan, ERROR),
         )
 
 
@@ -174,28 +169,26 @@ class EvalPanel(Panel):
         else:
             e = v.evals[-1]
             ppl = e.get("val_ppl")
-            out.line(
-                (f"step {e.get('step')} ", MUTED),
-                ("val ", MUTED),
-                (fmt_num(e.get("val_loss")), "bold " + WARN),
-                (f"  ppl {fmt_sig(ppl, 4)}", ""),
-                ("  best ", MUTED),
-                fmt_num(v.best_val),
+            out.pairs(
+                ("step", str(e.get("step")), ""),
+                ("val", fmt_num(e.get("val_loss")), "bold " + WARN),
+                ("ppl", fmt_sig(ppl, 4), ""),
+                ("best", fmt_num(v.best_val), ""),
             )
         g = v.gate or {}
         th, metrics = g.get("thresholds") or {}, g.get("metrics") or {}
         latest = (v.evals[-1].get("metrics") or {}) if v.evals else {}
-        for k in sorted(set(th) | set(latest)):
+        names = sorted(set(th) | set(latest))
+        width = max((len(k) for k in names), default=0)
+        for k in names:
             val = metrics.get(k, latest.get(k))
             if k in th and isinstance(val, int | float):
                 ok = val >= th[k]
-                out.line(
-                    (f"{k:<18}", MUTED),
-                    f"{val:.3f} ≥ {th[k]:g} ",
-                    ("✓" if ok else "✗", OK if ok else ERROR),
+                out.kv(
+                    k, width, f"{val:.3f} ≥ {th[k]:g} ", ("✓" if ok else "✗", OK if ok else ERROR)
                 )
             elif isinstance(val, int | float):
-                out.line((f"{k:<18}", MUTED), f"{val:.3f}")
+                out.kv(k, width, f"{val:.3f}")
         style = OK if v.gate_passed_step is not None else (WARN if v.gate else MUTED)
         out.line(("gate: ", MUTED), (gate_text(v), style))
         for s in reversed(v.samples):

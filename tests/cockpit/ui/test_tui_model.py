@@ -18,7 +18,9 @@ from cockpit.model.runmodel import RunModel
 from cockpit.model.view import ViewBuilder
 from cockpit.session import Session
 from cockpit.ui.pump import Pump, load_view
+from cockpit.ui.widgets.base import Lines
 from cockpit.ui.widgets.chart import Series, plot, spark
+from cockpit.ui.widgets.machine import GpuPanel, MemoryPanel, ThreadsPanel
 from core import events as E
 from tests.cockpit.ui.tuikit import CPU, GPU, frozen, in_repo  # noqa: F401
 
@@ -204,6 +206,46 @@ def test_leak_trend_in_mib_per_thousand_steps():
         m.rss_hist.append((1000.0 + 6 * k, 500.0 + 0.5 * k, 10 * k))  # 0.5 MiB per 10 steps
     assert leak_mib_per_1k_steps(m) == pytest.approx(50.0)
     assert leak_mib_per_1k_steps(RunModel()) is None
+
+
+def _panel_text(panel, view) -> str:
+    out = Lines(100, 12)
+    panel.draw(view, out)
+    return "\n".join("".join(t for t, _ in row) for row in out.rows)
+
+
+def test_the_leak_trend_waits_for_the_leak_checks_warm_up():
+    """Start-up growth is not a leak: five seconds of a trainer loading its data once
+    read +3754 MiB/1k steps. The panel shows a trend only once the memory_leak check
+    itself would judge (5 min of samples), and says it is warming up before."""
+    m = RunModel()
+    for k in range(6):  # 5 s in: RSS climbs 400 MiB a second over 10 steps
+        m.feed_system({"t": 1000.0 + k, "proc": {"alive": True, "rss_mib": 300.0 + 400 * k}})
+        m.step = 2 * k
+    assert leak_mib_per_1k_steps(m) is None
+    v = ViewBuilder().build(m, 1005.0)
+    assert v.leak_mib_per_1k_steps is None
+    assert "trend  warming up (5 min of samples)" in _panel_text(MemoryPanel(), v)
+    for k in range(6, 700):  # then flat, until the start-up has left the 10 min window
+        m.step = 2 * k
+        m.feed_system({"t": 1000.0 + k, "proc": {"alive": True, "rss_mib": 2300.0}})
+    trend = leak_mib_per_1k_steps(m)
+    assert trend is not None and abs(trend) < 1.0
+    assert "MiB/1k steps" in _panel_text(MemoryPanel(), ViewBuilder().build(m, 1700.0))
+
+
+def test_a_finished_run_nobody_watched_says_it_has_no_samples():
+    """No system.jsonl: the panels say no samples were recorded, not that some are
+    coming; a live run that has none yet says so instead."""
+    m = RunModel()
+    m.feed({"v": 1, "t": 1.0, "type": "run_start", "run_id": "r", "total_steps": 5})
+    m.feed({"v": 1, "t": 2.0, "type": "step", "step": 5, "loss": 1.0})
+    live = ViewBuilder().build(m, 3.0)
+    m.feed({"v": 1, "t": 3.0, "type": "run_end", "status": "completed", "step": 5})
+    done = ViewBuilder().build(m, 4.0)
+    for panel in (ThreadsPanel(), MemoryPanel(), GpuPanel()):
+        assert _panel_text(panel, live) == "not sampled yet"
+        assert _panel_text(panel, done) == "no samples recorded: no cockpit watched this run live"
 
 
 def test_the_tui_reads_the_run_model_only():
