@@ -70,7 +70,10 @@ def test_secrets_step_names_file_and_line_and_never_the_secret(leaky):
     assert f"the first at {data / 'notes.txt'}:" in step["message"]
     _assert_no_secret(r.stdout + r.stderr)
     r = cockpit("preflight", "--profile", str(profile), "--checklist", str(checklist), "--yes")
-    assert r.returncode == 1 and "fix for secrets: see the message above (--fix applies it)" in r.stdout
+    assert (
+        r.returncode == 1
+        and "fix for secrets: see the message above (--fix applies it)" in r.stdout
+    )
     _assert_no_secret(r.stdout + r.stderr)
 
 

@@ -75,7 +75,13 @@ def test_the_checker_sees_a_run_in_when_a_gap_leads_a_run():
 
 def test_gaps_move_to_the_end_of_the_run_before():
     row = [("train ", "m"), ("2.33", "b"), ("  ema ", "m"), ("2.44", ""), ("   ", "x")]
-    assert gaps_trail(row) == [("train ", "m"), ("2.33  ", "b"), ("ema ", "m"), ("2.44", ""), ("   ", "x")]
+    assert gaps_trail(row) == [
+        ("train ", "m"),
+        ("2.33  ", "b"),
+        ("ema ", "m"),
+        ("2.44", ""),
+        ("   ", "x"),
+    ]
     out = Lines(80).pairs(("train", "2.33", "b"), ("ema", "2.44", ""))
     assert [p[0] for p in out.rows[0]] == ["train ", "2.33  ", "ema ", "2.44", ""]
     out = Lines(80).kv("RSS", 5, "1.1 GiB")

@@ -67,7 +67,9 @@ async def _first_cockpit(trainer: Trainer, d: Path, tmp_path: Path) -> None:
     app = CockpitApp("monitor", session=session, logs=tmp_path / "logs")
     async with app.run_test(size=(160, 48)) as pilot:
         screen = app.screen
-        await until(pilot, lambda: screen.view is not None and screen.view.figures.step > 5, what="steps")
+        await until(
+            pilot, lambda: screen.view is not None and screen.view.figures.step > 5, what="steps"
+        )
         assert "no checkpoint yet" in panel_text(app, "#checkpoints")
 
         # s: a checkpoint now, in the panel and on disk
