@@ -47,9 +47,12 @@ bench: setup
 	$(PY) bench/tui_latency.py
 	$(PY) bench/tui_open.py
 
+# ruff, the import contracts (pyproject.toml: layers, no cycles, core knows no UI), mypy
 lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	.venv/bin/lint-imports
+	$(PY) -m mypy
 
 format: setup
 	$(PY) -m ruff format .

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cockpit.checks.base import FixError
-from cockpit.checks.registry import apply_fix, run_step
+from cockpit.checks.registry import all_kinds, apply_fix, run_step
 from core.yamlmap import Problem, ProfileError, _build, _parse_yaml
 
 CHECKLISTS_DIR = Path(__file__).resolve().parents[2] / "checklists"
@@ -68,8 +68,6 @@ def resolve_checklist_path(name_or_path: str) -> Path:
 
 def load_checklist(name_or_path: str) -> Checklist:
     """Load and validate; raises ProfileError listing every problem (file:line, key)."""
-    from cockpit.checks.registry import all_kinds  # the kinds and what each accepts
-
     kinds = all_kinds()
 
     path = resolve_checklist_path(name_or_path)
