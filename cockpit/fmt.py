@@ -4,14 +4,16 @@ run's end-of-run rows. The TUI's widgets, the headless printer, the commands and
 the pre-flight summary all format through here, so a duration reads the same
 wherever it is shown.
 
-Pure functions of values; imports nothing of the cockpit but the run view's
-types. A value that is unknown is written "–".
+Pure functions of values; imports nothing of the cockpit but the run model's
+statuses and the view's types. A value that is unknown is written "–".
 """
 
 from __future__ import annotations
 
 import math
 from typing import TYPE_CHECKING, Any
+
+from cockpit.model.runmodel import OK_STATUSES
 
 if TYPE_CHECKING:  # types only: the view imports nothing of this module
     from cockpit.model.view import RunView
@@ -158,7 +160,6 @@ STEP_STYLES = {
     "RUNNING": "cyan",
 }
 
-RUN_OK = ("completed", "gate_passed", "early_stopped")
 # a run status's tone: what a display colours it by (the TUI maps tones to theme colours)
 RUN_TONES = {
     "running": "ok",
@@ -166,7 +167,7 @@ RUN_TONES = {
     "interrupted": "warn",
     "failed": "error",
     "diverged": "error",
-    **{s: "done" for s in RUN_OK},
+    **{s: "done" for s in OK_STATUSES},
 }
 RUN_MARKS = {"live": "●", "starting": "◌", "interrupted": "‖", "failed": "✗", "diverged": "✗"}
 
@@ -177,7 +178,7 @@ def run_tone(status: str) -> str:
 
 
 def run_mark(status: str) -> str:
-    return "✓" if status in RUN_OK else RUN_MARKS.get(status, "·")
+    return "✓" if status in OK_STATUSES else RUN_MARKS.get(status, "·")
 
 
 # -----------------------------------------------------------------------------

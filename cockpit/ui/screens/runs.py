@@ -18,19 +18,16 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from cockpit.fmt import fmt_duration, fmt_num
-from cockpit.model.runmodel import OK_STATUSES
+from cockpit.fmt import fmt_duration, fmt_num, run_mark, run_tone
 from cockpit.model.runs import RunRow, list_runs
 
 # what matters first stays in view at 80 columns (the rest scrolls sideways)
 COLUMNS = ("run", "status", "step", "best val", "gate", "wall", "started", "profile")
-MARKS = {"live": "●", "starting": "◌", "interrupted": "‖", "failed": "✗", "diverged": "✗"}
+TONE_STYLE = {"ok": "green", "done": "cyan", "warn": "yellow", "error": "red", "plain": ""}
 
 
 def status_cell(status: str) -> Text:
-    mark = "✓" if status in OK_STATUSES else MARKS.get(status, "·")
-    style = {"●": "green", "✓": "cyan", "‖": "yellow", "✗": "red"}.get(mark, "")
-    return Text(f"{mark} {status}", style=style)
+    return Text(f"{run_mark(status)} {status}", style=TONE_STYLE[run_tone(status)])
 
 
 def row_cells(r: RunRow, marked: bool) -> tuple:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from cockpit.fmt import fmt_count, fmt_duration
-from cockpit.model.runmodel import OK_STATUSES
+from cockpit.fmt import fmt_count, fmt_duration, run_tone
 from cockpit.model.view import RunView
 from cockpit.ui.widgets.base import (
     ACCENT,
@@ -17,17 +16,11 @@ from cockpit.ui.widgets.base import (
     Panel,
 )
 
+TONE_STYLE = {"ok": OK, "done": ACCENT, "warn": WARN, "error": ERROR, "plain": PRIMARY}
+
 
 def status_style(v: RunView) -> str:
-    if v.status == "running":
-        return OK
-    if v.status in OK_STATUSES:
-        return ACCENT
-    if v.status == "interrupted":
-        return WARN
-    if v.status in ("failed", "diverged"):
-        return ERROR
-    return PRIMARY
+    return TONE_STYLE[run_tone(v.status)]
 
 
 def status_text(v: RunView) -> str:
