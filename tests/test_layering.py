@@ -1,4 +1,4 @@
-"""core/ knows nothing of the UI (STYLE.md): checked statically and at run time."""
+"""core/ knows nothing of the UI (docs/architecture.md): checked statically and at run time."""
 
 import ast
 import subprocess

@@ -207,7 +207,7 @@ def test_leak_trend_in_mib_per_thousand_steps():
 
 
 def test_the_tui_reads_the_run_model_only():
-    """Widgets and screens only format (STYLE.md): no psutil, pynvml or core imports
+    """Widgets and screens only format (docs/architecture.md): no psutil, pynvml or core imports
     in them; the widgets do not even reach the collectors."""
     import ast
 
