@@ -1,4 +1,4 @@
-"""Pre-flight on a 1 GB corpus (issue 4's targets): the whole checklist except the
+"""Pre-flight on a 1 GB corpus, against its targets: the whole checklist except the
 probe in < 60 s, the secrets scan at >= 30 MB/s, the dataset step under 500 MB.
 
 Writes 1 GB of code-and-prose text as 8 parquet shards (documents of ~4 KB, a few

@@ -1,4 +1,4 @@
-"""The probe's estimate against the real thing (issue 4): the pre-flight probe on a
+"""The probe's estimate against the real thing: the pre-flight probe on a
 profile (15 steps in a subprocess), then the real run's first N steps, side by side.
 
     .venv/bin/python bench/probe_accuracy.py [--profile tiny-text] [--steps 50]

@@ -9,7 +9,7 @@ hashing, like intra-op kernels) and the rest asleep, and holds ~200 MiB. Each sa
 timed over `--samples` calls at `--hz` after a warm-up, the way the cockpit calls it. The
 slow-cadence readings (USS from smaps_rollup, open files) and the descendant scan are timed
 on their own, and psutil's threads() + comm reads are timed next to ours for reference.
-Target (the brief): ProcessSampler.sample() < 2 ms median, < 5 ms p99.
+Target: ProcessSampler.sample() < 2 ms median, < 5 ms p99.
 """
 
 import argparse

@@ -1,7 +1,7 @@
 """The TUI following a live run: how long from a step event written by the
 trainer to that step on screen, and how much CPU the cockpit takes while it
 watches (a trainer writing 50 steps/s), while the run is idle (heartbeats
-only, its process alive and sampled) and once it has ended. Targets (issue 5):
+only, its process alive and sampled) and once it has ended. Targets:
 p95 latency <= 250 ms at 50 steps/s; <= 10% of one core watching; < 1% idle.
 
     .venv/bin/python bench/tui_latency.py [--rate 50] [--live-s 20] [--idle-s 50]

@@ -1,6 +1,6 @@
 """Opening a finished run of a million steps in the TUI: time from the cockpit's
 start to its first paint of the run, to the whole history replayed, and the
-cockpit's memory. Targets (issue 5): first paint < 2 s, RSS <= 200 MB.
+cockpit's memory. Targets: first paint < 2 s, RSS <= 200 MB.
 
     .venv/bin/python bench/tui_open.py [--steps 1000000] [--keep]
 

@@ -111,9 +111,7 @@ def main(argv=None) -> int:
         "--fix", action="store_true", help="with --yes: apply a failing step's fix, re-run it"
     )
     pf.set_defaults(command=("preflight", "cmd_preflight"))
-    po = sub.add_parser(
-        "postflight", help="check a finished run: perplexity, generations, samples (seed 000_)"
-    )
+    po = sub.add_parser("postflight", help="check a finished run: perplexity, generations, samples")
     po.add_argument("run_dir", nargs="?", default="latest", help="run directory, run id or latest")
     po.add_argument("--checkpoint", help="this checkpoint instead of the best (or final) one")
     po.add_argument("--checklist", help="checklist name or path (default: postflight)")

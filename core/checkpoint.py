@@ -1,9 +1,10 @@
 """Checkpoints: atomic writes, sidecars, `latest`, retention and verification.
 
-Order of a save (DESIGN.md): write `.step-NNNNNNN.pt.tmp-PID` in the same
-folder, fsync, rename to `step-NNNNNNN.pt`, then the sidecar
-`step-NNNNNNN.json` (same dance), then `latest`. A process killed at any
-instant leaves the previous checkpoint valid and `latest` naming a complete one.
+Order of a save (docs/architecture.md, "Checkpoints"): write
+`.step-NNNNNNN.pt.tmp-PID` in the same folder, fsync, rename to
+`step-NNNNNNN.pt`, then the sidecar `step-NNNNNNN.json` (same dance), then
+`latest`. A process killed at any instant leaves the previous checkpoint valid
+and `latest` naming a complete one.
 Only files named like ours are ever deleted; anything else in the folder is left alone.
 """
 

@@ -27,7 +27,7 @@ PROFILES_DIR = Path("profiles")
 
 
 # -----------------------------------------------------------------------------
-# the schema (DESIGN.md "Profiles"); a string under each field says what it is
+# the schema (docs/architecture.md, "Profiles"); a string under each field says what it is
 
 
 @dataclass(frozen=True)

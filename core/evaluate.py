@@ -89,7 +89,7 @@ def gate_walks(
 def python_is_valid(prompt: str, text: str) -> bool:
     """Does the sample parse as Python? The token budget cuts a sample anywhere,
     so judge its complete lines, and let a block opened on the last line be
-    closed with `pass` (seed 001: "generated code is valid")."""
+    closed with `pass` ("generated code is valid" means it parses)."""
     code = prompt + text
     if "\n" in code and not code.endswith("\n"):
         code = code[: code.rfind("\n") + 1]

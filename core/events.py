@@ -49,7 +49,7 @@ SCHEMA_VERSION = 1
 
 
 # -----------------------------------------------------------------------------
-# event types (DESIGN.md, "Events")
+# event types (docs/architecture.md, "Events")
 
 
 @dataclass(frozen=True)

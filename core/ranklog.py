@@ -3,8 +3,8 @@
 Under torchrun (world size > 1) every rank, rank 0 included, writes its own
 small record of each step, so the cockpit can show each rank's step time and
 memory, flag a straggler, and tell which rank died. events.jsonl stays rank
-0's alone (DESIGN.md); these files are a side channel, not events. A single
-process writes none (NullRankLog).
+0's alone (docs/architecture.md); these files are a side channel, not events.
+A single process writes none (NullRankLog).
 
 Schema version 1, one JSON object a line, each with `v`, `t` (unix seconds)
 and `type`; readers ignore unknown fields and types and skip a torn last line:

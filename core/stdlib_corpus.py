@@ -1,5 +1,6 @@
 """The built-in text corpus: this Python's standard library .py files, written
-once as parquet shards with a `text` column (the format seed 003 validates)."""
+once as parquet shards with a `text` column (the format the pre-flight's dataset
+step validates)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ def stdlib_files() -> list[Path]:
 
 def write_stdlib_parquet(dest: Path, shard_bytes: int = 8 << 20, sink=None) -> list[Path]:
     """Write the stdlib's .py files as parquet shards with a `text` column (the
-    format seed 003 validates). Written to a temporary folder and renamed, so a
-    crash never leaves half a corpus."""
+    format the pre-flight's dataset step validates). Written to a temporary
+    folder and renamed, so a crash never leaves half a corpus."""
     import pyarrow as pa  # lazy: pyarrow loads only for parquet
     import pyarrow.parquet as pq  # lazy: pyarrow loads only for parquet
 

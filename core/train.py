@@ -1,6 +1,6 @@
 """The training engine: python -m core.train --profile P [--run-dir D] [--resume auto|PATH] [--set k=v ...]
 
-Writes logs/<run-id>/ as DESIGN.md says: run.yaml, events.jsonl,
+Writes logs/<run-id>/ as docs/architecture.md says: run.yaml, events.jsonl,
 checkpoints/, result.json, report.md, stacks/ on SIGUSR2.
 Exit codes: 0 completed / gate passed / early stopped, 1 diverged or failed,
 2 bad profile or data, 130 SIGINT, 143 SIGTERM.

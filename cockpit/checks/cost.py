@@ -1,8 +1,8 @@
-"""The kinds that say what the run will cost: sizing (seed 003_ steps 5-6), the
+"""The kinds that say what the run will cost: sizing (model size against the data), the
 probe (a few real steps of the actual profile on the actual device), disk and GPU.
 
-Sizing estimates by formula, as seed 003_ does by hand; the probe measures. The
-summary table of seed 003_ step 6 is built from both (`summary_rows`).
+Sizing estimates by formula, as people do by hand; the probe measures. The
+pre-flight's summary table is built from both (`summary_rows`).
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ def checkpoint_bytes(p: Profile) -> int:
     return 12 * total + MIB
 
 
-# seed 003_ step 5: the recommended model for a number of training tokens
+# the model-size table: the recommended model by training tokens, d12 under 100M,
+# d16 under 500M, d24 beyond
 SIZE_TABLE = (
     (100e6, "d12", 124e6, "n_layer=12, n_embd=768"),
     (500e6, "d16", 200e6, "n_layer=16, n_embd=1024"),
@@ -110,7 +111,7 @@ def check_sizing(spec, ctx: Context, r, progress) -> None:
         r.status, r.figures["risk"] = "WARN", "extreme"
         r.message = (
             f"{ratio:.1f} params a token (> {severe:g}): extreme overfitting risk; add data "
-            f"(augment) or use a smaller model (seed 003_ suggests {rec} for this much data)"
+            f"(augment) or use a smaller model (the recommended size for this much data is {rec})"
         )
     elif (bar := spec.warn.get("param_per_token")) is not None and ratio > bar:
         r.status, r.figures["risk"] = "WARN", "moderate"

@@ -20,7 +20,7 @@ from cockpit.checks.secrets_files import load_allowlist, redact_copies, scan_fil
 from core.errors import DataError
 
 # -----------------------------------------------------------------------------
-# dataset: shards found, readable, text present, big enough (seed 003_ step 1)
+# dataset: shards found, readable, text present, big enough
 
 
 def _records(path: Path) -> int | None:
@@ -94,7 +94,7 @@ def check_dataset(spec, ctx: Context, r, progress) -> None:
         r.status = "FAIL"
         r.message = (
             f"only {text_bytes:,} bytes of text in {len(files)} file(s); at least {min_bytes:,.0f} "
-            "are needed (seed 003_): add data to data.paths"
+            "are needed: add data to data.paths"
         )
     elif est_tokens < batch_tokens:
         r.status = "FAIL"
@@ -111,7 +111,7 @@ def check_dataset(spec, ctx: Context, r, progress) -> None:
 
 
 # -----------------------------------------------------------------------------
-# tokenizer and compression (seed 003_ steps 3 and 4)
+# tokenizer and compression
 
 ROUND_TRIP = [
     "naïve café – 日本語のテキスト 🚀 ∑x²",
@@ -213,7 +213,7 @@ def check_compression(spec, ctx: Context, r, progress) -> None:
 
 
 # -----------------------------------------------------------------------------
-# secrets: keys, tokens, private keys, public IPs in the data (seed 003_ step 2)
+# secrets: keys, tokens, private keys, public IPs in the data
 
 MAX_FINDINGS = 200  # shown and saved; the figures count them all
 

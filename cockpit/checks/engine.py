@@ -1,5 +1,5 @@
 """Checklists: a declarative YAML list of steps, validated like a profile, and
-the engine that runs them in order and stops at the first FAIL (seed 003_).
+the engine that runs them in order and stops at the first FAIL.
 
 A step is either a built-in `check` (a kind from cockpit.checks, with its
 `params` and its `warn`/`fail` thresholds) or a shell command to `run` (PASS

@@ -1,4 +1,4 @@
-"""Post-flight (seed 000_): what people do by hand after a run, done on its
+"""Post-flight: what people do by hand after a run, done on its
 best or final checkpoint: val-split perplexity against a target, N generations
 scored by the profile's validator against a target, and a page of samples to
 read. The kinds run on the checklist engine (checklists/postflight.yaml); what

@@ -69,7 +69,7 @@ class ProfileChoice:
 
 
 def profile_choices(profiles_dir: Path = PROFILES_DIR) -> list[ProfileChoice]:
-    """Every profile in profiles/ for the picker (seed 003_ step 7), sizes included."""
+    """Every profile in profiles/ for the picker, sizes included."""
 
     out = []
     for f in sorted(profiles_dir.glob("*.yaml")):
@@ -93,7 +93,7 @@ def profile_choices(profiles_dir: Path = PROFILES_DIR) -> list[ProfileChoice]:
 
 
 # -----------------------------------------------------------------------------
-# the summary of seed 003_ step 6
+# the summary a person reads before Confirm: data, tokenizer, model, param/token, epochs, time
 
 
 def summary_rows(ctx: Context) -> list[tuple[str, str]]:
@@ -136,7 +136,7 @@ def summary_rows(ctx: Context) -> list[tuple[str, str]]:
                     "Est. epochs",
                     f"{sz['chinchilla_epochs']:,.2f} at Chinchilla-optimal "
                     f"({sz['chinchilla_tokens'] / 1e6:,.1f}M tokens); "
-                    f"seed 003_ recommends {sz['recommended_model']} for this data",
+                    f"recommended size for this data: {sz['recommended_model']}",
                 )
             )
     if pr:

@@ -60,7 +60,7 @@ def _launch(args, p, health, sets: list[str], checked=None, notify: bool = False
 
 
 def _postflight(args, session: Session) -> None:
-    """Seed 000_'s checks on the finished run's best checkpoint; they never change the
+    """The post-flight checks on the finished run's best checkpoint; they never change the
     run's exit code."""
     if args.skip_postflight or session.model.status not in OK_STATUSES:
         return

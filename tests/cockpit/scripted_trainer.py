@@ -1,7 +1,7 @@
 """A trainer that misbehaves on purpose, for triggering health alerts for real:
 a real process writing real events (through core.events) and really leaking
 memory or filling a checkpoint folder. Not a mock of ours: the cockpit watches
-any trainer that writes the run directory (DESIGN.md), and this is one.
+any trainer that writes the run directory (docs/architecture.md), and this is one.
 
     python tests/cockpit/scripted_trainer.py RUN_DIR nan|spike|leak|overfit|disk
 """

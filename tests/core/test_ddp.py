@@ -1,4 +1,4 @@
-"""CPU DDP determinism smoke (seed 004_): the real trainer under torchrun with gloo.
+"""CPU DDP determinism smoke: the real trainer under torchrun with gloo.
 
 Two ranks with batch_size B give the same loss curve as one process with batch
 size 2B (the same global batch: the same windows each step, gradients averaged

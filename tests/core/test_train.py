@@ -28,7 +28,7 @@ def test_demo_walks_passes_its_gate_end_to_end(tmp_path):
     assert len(r["curves"]["train_loss"]) == r["summary"]["steps"]  # every step
     assert len(r["curves"]["rule_compliance"]) == len(r["curves"]["val_loss"])  # every eval
     assert wall < 300
-    # the run directory, as DESIGN.md lists it
+    # the run directory, as docs/architecture.md lists it
     for name in ("run.yaml", "events.jsonl", "result.json", "report.md", "checkpoints/latest"):
         assert (rd / name).exists(), name
     types = {e["type"] for e in events(rd)}
@@ -245,7 +245,7 @@ def test_eval_every_steps_early_stop_on_patience(tmp_path):
 
 
 def test_gate_not_passed_after_the_budget_is_recorded_with_its_metrics(tmp_path):
-    """Seed 002: failed configs are flagged with failure metadata in result.json."""
+    """A failed config is flagged with failure metadata in result.json."""
     rd = tmp_path / "run"
     run_core(
         "--run-dir",

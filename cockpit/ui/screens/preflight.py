@@ -1,8 +1,9 @@
-"""The pre-flight screen (seed 003_ as a screen): the checklist on the left with
-each step's status changing live, the selected step's figures, messages and
-findings on the right; the first FAIL stops it and offers that step's fix or a
-re-run; a WARN is explained and accepted; the last row is seed 003_'s summary
-and the exact command, and Confirm launches the run (the monitor takes over).
+"""The pre-flight screen: the checklist on the left with each step's status
+changing live, the selected step's figures, messages and findings on the right;
+the first FAIL stops it and offers that step's fix or a re-run; a WARN is
+explained and accepted; the last row is the summary (data, tokenizer, model,
+param/token, epochs, time) and the exact command, and Confirm launches the run
+(the monitor takes over).
 
 The checklist runs in a thread worker; results reach the screen only as
 messages carrying copies, so the screen never reads what the worker writes."""

@@ -27,7 +27,7 @@ ZOOMS = (None, 100_000, 10_000, 1_000, 100)  # the last N steps, None: the whole
 
 class LossFigures(Panel):
     """The loss panel's figures line: redrawn with every view (it is what the
-    latency target is about), while the chart below redraws at most twice a second."""
+    latency target is about), while the chart below redraws at most once a second."""
 
     DEFAULT_CSS = "LossFigures { height: 1; }"
 

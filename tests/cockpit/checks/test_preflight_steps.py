@@ -126,10 +126,10 @@ def test_sizing_ratio_table_and_chinchilla():
     assert f["param_per_token"] == pytest.approx(n / 10e6, rel=1e-3)
     assert f["chinchilla_tokens"] == 20 * n
     assert f["chinchilla_epochs"] == pytest.approx(20 * n / 10e6, rel=1e-2)
-    assert f["recommended_model"] == "d12"  # seed 003_: under 100M tokens
+    assert f["recommended_model"] == "d12"  # the model-size table: d12 under 100M tokens
     assert _sizing("tiny-text", 4 * 200e6, 4.0).figures["recommended_model"] == "d16"
     assert _sizing("tiny-text", 4 * 600e6, 4.0).figures["recommended_model"] == "d24"
-    # seed 003_: WARN above 5 params a token, a severe WARN above 10
+    # pretrain.yaml: WARN above 5 params a token, a severe WARN above 10
     mid = _sizing("tiny-text", 4 * n / 7, 4.0)
     assert mid.status == "WARN" and mid.figures["risk"] == "moderate"
     assert "moderate overfitting risk" in mid.message

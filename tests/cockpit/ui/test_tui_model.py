@@ -249,7 +249,7 @@ def test_a_finished_run_nobody_watched_says_it_has_no_samples():
 
 
 def test_the_tui_reads_the_run_model_only():
-    """Widgets and screens only format (STYLE.md): no psutil, pynvml or core imports
+    """Widgets and screens only format (docs/architecture.md): no psutil, pynvml or core imports
     in them; the widgets do not even reach the collectors."""
     import ast
 
