@@ -145,7 +145,8 @@ class Trainer:
     @classmethod
     def launch(cls, cmd: list[str], run_dir: Path, cwd: Path | None = None) -> Trainer:
         run_dir.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # COCKPIT_RUN_DIR: where a native integration (cockpit.integrations) writes
+        env = dict(os.environ, PYTHONUNBUFFERED="1", COCKPIT_RUN_DIR=str(run_dir.resolve()))
         with open(run_dir / "stdout.log", "ab") as log:
             proc = subprocess.Popen(
                 cmd,

@@ -41,6 +41,7 @@ run_end and the run reads as a crash with an unknown exit code.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import threading
 import time
@@ -54,8 +55,10 @@ from cockpit.wrap import state as wrapstate
 from cockpit.wrap.adapters import Adapter
 from cockpit.wrap.adapters.runinfo import command_name, end_of, event_dict, last_words, world_size
 from cockpit.wrap.state import STATE, size
+from core.jsonl import tail_objects
 
 LOCK = ".adapter.lock"
+NATIVE = "native.json"  # written by cockpit.integrations' RunWriter
 READ_BYTES = 4 << 20  # of stdout.log per read
 MAX_LINE = 1 << 20  # a longer "line" (no \n or \r in it) is parsed in pieces
 SAVE_EVERY_S = 1.0
@@ -93,6 +96,8 @@ class Adapting:
         self._saved = 0.0
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._native: frozenset[str] = frozenset()  # event types the trainer writes itself
+        self._native_look = 0.0
 
     # --- ownership and state ----------------------------------------------------
 
@@ -219,18 +224,36 @@ class Adapting:
         self.t_mark = t1
         return cut
 
+    def native_types(self) -> frozenset[str]:
+        """The event types this part's trainer writes itself (a native integration,
+        cockpit.integrations, says so in native.json): the adapter stands down for
+        those, so nothing is counted twice; stdout.log is still kept and read."""
+        now = time.monotonic()
+        if not self._native and now >= self._native_look:
+            self._native_look = now + 1.0
+            try:
+                path = self.run_dir / NATIVE
+                if path.stat().st_mtime >= self.t_begin - 1:  # this part's, not an older one
+                    self._native = frozenset(json.loads(path.read_text()).get("types") or ())
+            except (OSError, ValueError, AttributeError):
+                pass
+        return self._native
+
     def _emit(self, ev: dict, t: float) -> None:
         typ = ev.get("type")
+        native = self.native_types()
         if typ == "run_start":
             self.started = True
         elif not self.started:
             self.started = True
-            self._write(self._run_start(), t)
+            if "run_start" not in native:
+                self._write(self._run_start(), t)
         if typ == "run_end":
             self.ended = True
         if isinstance(ev.get("step"), int):
             self.last_step = ev["step"]
-        self._write(ev, t)
+        if typ not in native:
+            self._write(ev, t)
 
     def _write(self, d: dict, t: float) -> None:
         ev = event_dict(d, t)
@@ -286,8 +309,10 @@ class Adapting:
                 now = time.time()
                 for ev in self.adapter.flush():
                     self._emit(ev, now)
+                if "run_end" in self.native_types() and self._native_ended():
+                    self.ended = True  # the trainer said how it ended, exactly
                 if exit_code is not None and not self.ended:
-                    if not self.started:
+                    if not self.started and "run_start" not in self.native_types():
                         self.started = True
                         self._write(self._run_start(), now)
                     status, reason = end_of(exit_code, last_words(self.run_dir))
@@ -299,6 +324,14 @@ class Adapting:
                 return
             self.ended = True
             self._save(force=True)
+
+    def _native_ended(self) -> bool:
+        """The native writer's run_end for this part is in events.jsonl."""
+        for d in reversed(tail_objects(self.run_dir / "events.jsonl", 256 << 10)):
+            if d.get("type") == "run_end":
+                t = d.get("t")
+                return isinstance(t, int | float) and t >= self.t_begin - 1
+        return False
 
     # --- a thread that follows --------------------------------------------------
 
