@@ -95,9 +95,14 @@ def test_the_callback_writes_the_trainers_own_figures(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "fail, status, reason",
-    [("error", "failed", "RuntimeError: CUDA out of memory"), ("ctrl-c", "interrupted", "KeyboardInterrupt")],
+    [
+        ("error", "failed", "RuntimeError: CUDA out of memory"),
+        ("ctrl-c", "interrupted", "KeyboardInterrupt"),
+    ],
 )
-def test_a_run_that_raises_or_is_interrupted_ends_with_the_right_status(tmp_path, fail, status, reason):
+def test_a_run_that_raises_or_is_interrupted_ends_with_the_right_status(
+    tmp_path, fail, status, reason
+):
     r, evs = run(tmp_path, fail)
     assert r.returncode != 0
     end = evs[-1]

@@ -105,5 +105,7 @@ def test_a_fit_that_raises_ends_failed_with_the_error(tmp_path):
     r, evs = run(tmp_path, "error")
     assert r.returncode != 0
     end = evs[-1]
-    assert end["type"] == "run_end" and end["status"] == "failed" and "loss went NaN" in end["reason"]
+    assert (
+        end["type"] == "run_end" and end["status"] == "failed" and "loss went NaN" in end["reason"]
+    )
     assert sum(e["type"] == "run_end" for e in evs) == 1
