@@ -51,6 +51,32 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return torch.cat((x2, x1), dim=-1).mul_(sin).addcmul_(x, cos)
 
 
+class KVCache:
+    """Each layer's keys and values for generation, preallocated to the context (the
+    buffers are made on first use, in the dtype the layer computes in). `pos` is how
+    many positions are filled; RoPE was applied to each key at its absolute position."""
+
+    def __init__(self, n_layer: int, context: int):
+        self.context, self.pos = context, 0
+        self.k: list[torch.Tensor | None] = [None] * n_layer
+        self.v: list[torch.Tensor | None] = [None] * n_layer
+
+    def put(
+        self, layer: int, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store the new positions' keys and values; all of them so far, as views."""
+        B, H, T, hd = k.shape
+        if self.k[layer] is None:
+            self.k[layer] = k.new_empty(B, H, self.context, hd)
+            self.v[layer] = v.new_empty(B, H, self.context, hd)
+        kb, vb = self.k[layer], self.v[layer]
+        assert kb is not None and vb is not None
+        end = self.pos + T
+        kb[:, :, self.pos : end] = k
+        vb[:, :, self.pos : end] = v
+        return kb[:, :, :end], vb[:, :, :end]
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
@@ -58,14 +84,19 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=False)
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=False)
 
-    def forward(self, x, cos, sin):
+    def forward(self, x, cos, sin, cache: KVCache | None = None, layer: int = 0):
         B, T, C = x.shape
         H, hd = self.n_head, C // self.n_head
         qk, v = self.qkv(x).split((2 * C, C), dim=-1)
         # rotate q and k in one call: half the elementwise kernels of two calls
         q, k = apply_rotary(qk.view(B, T, 2 * H, hd).transpose(1, 2), cos, sin).split(H, dim=1)
         v = v.view(B, T, H, hd).transpose(1, 2)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        if cache is not None:
+            # a prefill starts an empty cache (causal over its own T); a decoded token
+            # sees every position before it, so it needs no mask
+            assert T == 1 or cache.pos == 0, "prefill only into an empty cache"
+            k, v = cache.put(layer, k, v)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1)
         return self.proj(y.transpose(1, 2).contiguous().view(B, T, C))
 
 
@@ -85,8 +116,8 @@ class Block(nn.Module):
         self.attn = Attention(cfg)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, cos, sin):
-        x = x + self.attn(rms_norm(x), cos, sin)
+    def forward(self, x, cos, sin, cache: KVCache | None = None, layer: int = 0):
+        x = x + self.attn(rms_norm(x), cos, sin, cache, layer)
         return x + self.mlp(rms_norm(x))
 
 
@@ -117,12 +148,20 @@ class GPT(nn.Module):
         if isinstance(m, nn.Linear | nn.Embedding):
             nn.init.normal_(m.weight, mean=0.0, std=0.02)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+    ):
         T = idx.size(1)
-        cos, sin = self.cos[:, :, :T], self.sin[:, :, :T]
+        pos = cache.pos if cache is not None else 0  # RoPE at the absolute positions
+        cos, sin = self.cos[:, :, pos : pos + T], self.sin[:, :, pos : pos + T]
         x = self.wte(idx)
-        for block in self.blocks:
-            x = block(x, cos, sin)
+        for i, block in enumerate(self.blocks):
+            x = block(x, cos, sin, cache, i)
+        if cache is not None:
+            cache.pos += T
         x = rms_norm(x)
         if targets is None:
             return self.lm_head(x[:, -1:, :])  # generation needs the last position only
@@ -156,11 +195,26 @@ class GPT(nn.Module):
         temperature: float = 0.0,
         top_k: int | None = None,
         generator: torch.Generator | None = None,
+        use_cache: bool = True,
     ) -> torch.Tensor:
-        """Extend each row of `idx` by `max_new_tokens`; temperature 0 is greedy."""
+        """Extend each row of `idx` by `max_new_tokens`; temperature 0 is greedy.
+
+        With the KV cache the prompt runs once, then one token at a time. Past the
+        context the window slides: the last `context` tokens are run afresh for each
+        new token, at positions 0..context-1, exactly as the model without a cache
+        sees them (so both give the same tokens). use_cache=False recomputes the
+        whole window for every token (the reference)."""
+        ctx_len = self.cfg.context
+        cache: KVCache | None = None
         for _ in range(max_new_tokens):
-            ctx = idx[:, -self.cfg.context :]
-            logits = self(ctx)[:, -1, :].float()
+            if not use_cache:
+                logits = self(idx[:, -ctx_len:])
+            elif cache is None or idx.size(1) > ctx_len:
+                cache = KVCache(self.cfg.n_layer, ctx_len)
+                logits = self(idx[:, -ctx_len:], cache=cache)
+            else:
+                logits = self(idx[:, -1:], cache=cache)
+            logits = logits[:, -1, :].float()
             if temperature == 0:
                 nxt = logits.argmax(dim=-1, keepdim=True)
             else:
@@ -172,3 +226,19 @@ class GPT(nn.Module):
                 nxt = torch.multinomial(probs, 1, generator=generator)
             idx = torch.cat((idx, nxt), dim=1)
         return idx
+
+    def generate_each(
+        self, prompts: list[torch.Tensor], max_new_tokens: int, **kw
+    ) -> list[torch.Tensor]:
+        """Prompts of different lengths (1-D tensors): batched by length, each batch
+        through generate(); the outputs in the prompts' order. Grouping keeps every
+        row unpadded, so a row's tokens do not depend on the others in its batch."""
+        out: list[torch.Tensor | None] = [None] * len(prompts)
+        by_len: dict[int, list[int]] = {}
+        for i, p in enumerate(prompts):
+            by_len.setdefault(p.numel(), []).append(i)
+        for rows in by_len.values():
+            got = self.generate(torch.stack([prompts[i] for i in rows]), max_new_tokens, **kw)
+            for i, row in zip(rows, got, strict=True):
+                out[i] = row
+        return [o for o in out if o is not None]

@@ -1,0 +1,63 @@
+"""Generation speed: the KV cache against recomputing the window for every token.
+
+For each shape it prints generated tokens/s with and without the cache, and the
+cost of generating N tokens against one forward pass over N tokens of the same
+batch (the issue's target: greedy-generating 252 tokens for 100 prompts at 4
+layers x 256 wide, context 256, costs <= 3x one forward over 100 x 256 tokens).
+Both paths run side by side in this process; best of `--rounds`.
+
+    python bench/generate.py [--rounds 3] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from core.model import GPT, GPTConfig
+
+# name, layers, heads, width, context, prompts, prompt length, new tokens, vocab
+SHAPES = [
+    ("issue 4L/256d/ctx256", 4, 4, 256, 256, 100, 4, 252, 8192),
+    ("demo-walks", 4, 4, 64, 64, 100, 16, 48, 201),
+    ("tiny-text", 4, 4, 256, 128, 16, 32, 96, 4096),
+    ("small-20m", 8, 6, 384, 1024, 4, 64, 128, 8192),
+]
+
+
+def best(fn, rounds: int) -> float:
+    out = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return min(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="the issue's shape only")
+    a = ap.parse_args()
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
+    print(f"{'shape':<22} {'cached tok/s':>13} {'uncached tok/s':>15} {'speedup':>8} {'gen/fwd cached':>15} {'gen/fwd uncached':>17}")
+    for name, L, H, C, ctx, B, t0, n, vocab in SHAPES[:1] if a.quick else SHAPES:
+        m = GPT(GPTConfig(vocab_size=vocab, context=ctx, n_layer=L, n_head=H, n_embd=C)).eval()
+        prompts = torch.randint(0, vocab, (B, t0))
+        full = torch.randint(0, vocab, (B, t0 + n))
+        with torch.no_grad():
+            fwd = best(lambda: m(full, targets=full), a.rounds)  # every position's logits
+            cached = best(lambda: m.generate(prompts, n), a.rounds)
+            plain = best(lambda: m.generate(prompts, n, use_cache=False), max(1, a.rounds // 3))
+        toks = B * n
+        print(
+            f"{name:<22} {toks / cached:>13,.0f} {toks / plain:>15,.0f} {plain / cached:>7.1f}x "
+            f"{cached / fwd:>14.2f}x {plain / fwd:>16.1f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
