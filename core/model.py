@@ -31,7 +31,9 @@ def rms_norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return x / (rms + eps)
 
 
-def rotary_tables(context: int, head_dim: int, base: float = 10000.0):
+def rotary_tables(
+    context: int, head_dim: int, base: float = 10000.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and signed sin over the full head width, shaped (1, 1, T, head_dim),
     for the "half" layout of GPT-NeoX and nanochat."""
     inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
@@ -58,7 +60,7 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=False)
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=False)
 
-    def forward(self, x, cos, sin):
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
         H, hd = self.n_head, C // self.n_head
         qk, v = self.qkv(x).split((2 * C, C), dim=-1)
@@ -75,7 +77,7 @@ class MLP(nn.Module):
         self.fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=False)
         self.proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=False)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(F.gelu(self.fc(x)))  # exact GELU: faster than tanh's on CPU
 
 
@@ -85,7 +87,7 @@ class Block(nn.Module):
         self.attn = Attention(cfg)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, cos, sin):
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(rms_norm(x), cos, sin)
         return x + self.mlp(rms_norm(x))
 
@@ -95,6 +97,9 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
+    cos: torch.Tensor  # rotary tables: buffers registered in __init__
+    sin: torch.Tensor
+
     def __init__(self, cfg: GPTConfig):
         super().__init__()
         self.cfg = cfg
@@ -117,7 +122,7 @@ class GPT(nn.Module):
         if isinstance(m, nn.Linear | nn.Embedding):
             nn.init.normal_(m.weight, mean=0.0, std=0.02)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
         T = idx.size(1)
         cos, sin = self.cos[:, :, :T], self.sin[:, :, :T]
         x = self.wte(idx)
