@@ -69,8 +69,8 @@ class Pump:
 
     def run(
         self,
-        post: Callable[[RunView], None],
-        notice: Callable[[str, str], None],
+        post: Callable[[RunView], object],
+        notice: Callable[[str, str], object],
         cancelled: Callable[[], bool],
     ) -> None:
         """Until cancelled; closes the session at the end."""
@@ -81,8 +81,8 @@ class Pump:
 
     def _run(
         self,
-        post: Callable[[RunView], None],
-        notice: Callable[[str, str], None],
+        post: Callable[[RunView], object],
+        notice: Callable[[str, str], object],
         cancelled: Callable[[], bool],
     ) -> None:
         s = self.session
@@ -167,7 +167,7 @@ class Pump:
             if self.finished:
                 time.sleep(min(left, 0.1))
 
-    def _post(self, post: Callable[[RunView], None], m: RunModel) -> None:
+    def _post(self, post: Callable[[RunView], object], m: RunModel) -> None:
         v = self.build(m)
         if self.finished and self.final is None:
             self.final = v
@@ -186,7 +186,7 @@ class Pump:
 
     # --- commands -------------------------------------------------------------
 
-    def _commands(self, notice: Callable[[str, str], None]) -> None:
+    def _commands(self, notice: Callable[[str, str], object]) -> None:
         while True:
             try:
                 cmd = self._cmds.get_nowait()
