@@ -19,13 +19,13 @@ import os
 import sys
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="cockpit", description="A terminal cockpit for language-model training runs."
     )
     sub = ap.add_subparsers(dest="cmd", required=True)
 
-    def display_opts(sp) -> None:
+    def display_opts(sp: argparse.ArgumentParser) -> None:
         sp.add_argument(
             "--headless",
             action="store_true",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import replace
+from typing import TextIO
 
 from rich import box
 from rich.console import Console
@@ -94,7 +95,13 @@ def final_table(v: RunView) -> Table:
 class HeadlessPrinter:
     """Prints what is due of a run model, from the same frozen RunView the TUI draws."""
 
-    def __init__(self, model: RunModel, out=None, tty: bool | None = None, every_s: float = 10.0):
+    def __init__(
+        self,
+        model: RunModel,
+        out: TextIO | None = None,
+        tty: bool | None = None,
+        every_s: float = 10.0,
+    ):
         self.m, self.every_s = model, every_s
         self.views = ViewBuilder()
         out = out or sys.stdout

@@ -16,7 +16,9 @@ import fcntl
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import orjson
 
@@ -62,7 +64,7 @@ class Session:
         self.sample_every_s, self.ckpt_every_s = sample_every_s, ckpt_every_s
         self._next_sample = self._next_ckpt = 0.0
         self._last_threads = 0.0
-        self._record = None  # system.jsonl, opened when we hold the lock
+        self._record: BinaryIO | None = None  # system.jsonl, opened when we hold the lock
         self._lock_fd: int | None = None
         self._dump_wait: tuple[float, dict, str] | None = None  # (asked at, stacks/ before, why)
         self.rank_pids: list[int] | None = None  # under torchrun: the ranks running here
@@ -71,7 +73,9 @@ class Session:
 
     # --- history ---------------------------------------------------------------
 
-    def replay(self, progress=None, batch_bytes: int = POLL_BYTES) -> bool:
+    def replay(
+        self, progress: Callable[[int, int], object] | None = None, batch_bytes: int = POLL_BYTES
+    ) -> bool:
         """Everything the run wrote so far: events and system samples merged in time
         order (a replayed eval shows the memory of its moment), in batches.
 
@@ -297,6 +301,7 @@ class Session:
                 d = dict(d, proc=without_threads(d["proc"]))
             else:
                 self._last_threads = now
+            assert self._record is not None  # _can_record() opened it
             try:
                 self._record.write(orjson.dumps(d) + b"\n")
                 self._record.flush()

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -83,7 +84,7 @@ def pid_is(pid: int | None, create_time: float | None) -> bool:
         return False
 
 
-def announced(pid, t_announced: float | None) -> float | None:
+def announced(pid: object, t_announced: float | None) -> float | None:
     """The create_time of the process that wrote a run_start with this pid, or None when
     that process is gone (a live process that started after the announcement only
     inherited the pid)."""
@@ -171,7 +172,7 @@ class Trainer:
             return t
         return None
 
-    def _write_info(self, **extra) -> None:
+    def _write_info(self, **extra: Any) -> None:
         try:
             info = read_info(self.run_dir) or {}
         except OSError:
@@ -238,9 +239,10 @@ class Trainer:
     def handles_requests(self, ranks: list[int] | None = None) -> tuple[bool | None, ...]:
         """handles() for each of REQUESTS, from one read of each target's handlers."""
         masks = [caught(pid) for pid in self._targets(REQUESTS[0], ranks)]
-        if None in masks:
+        known = [m for m in masks if m is not None]
+        if len(known) < len(masks):
             return (None,) * len(REQUESTS)
-        return tuple(all(m >> (sig - 1) & 1 for m in masks) for sig in REQUESTS)
+        return tuple(all(m >> (sig - 1) & 1 for m in known) for sig in REQUESTS)
 
     def signal(self, sig: int, ranks: list[int] | None = None) -> bool:
         """Send `sig` to the trainer; False when it is already gone. A request (SIGUSR1
@@ -323,6 +325,8 @@ def _torchrun_has(option: str) -> bool:
     """Whether the installed torchrun takes `option` (read from its source: no torch import)."""
     try:
         spec = importlib.util.find_spec("torch")
+        if spec is None or spec.origin is None:
+            return False
         src = Path(spec.origin).parent / "distributed" / "run.py"
         return f'"{option}"' in src.read_text(encoding="utf-8", errors="replace")
     except (AttributeError, TypeError, OSError, ValueError):

@@ -16,8 +16,10 @@ import math
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 CKPT_RE = re.compile(r"^step-(\d{7})\.pt$")
 TMP_RE = re.compile(r"^\.(step-\d{7}\.(pt|json)|latest)\.tmp-(\d+)$")
@@ -64,7 +66,7 @@ def _fsync_dir(d: Path) -> None:
         os.close(fd)
 
 
-def _atomic_write(path: Path, write) -> None:
+def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "wb") as f:
         write(f)
@@ -166,6 +168,12 @@ def list_checkpoints(ckpt_dir: Path) -> list[Path]:
     return sorted(p for p in ckpt_dir.iterdir() if CKPT_RE.match(p.name))
 
 
+def _step_of(ckpt: Path) -> int:
+    m = CKPT_RE.match(ckpt.name)
+    assert m is not None  # only names list_checkpoints kept
+    return int(m.group(1))
+
+
 def latest(ckpt_dir: Path) -> Path | None:
     try:
         name = (ckpt_dir / LATEST).read_text().strip()
@@ -176,7 +184,7 @@ def latest(ckpt_dir: Path) -> Path | None:
 
 def find_resume(ckpt_dir: Path) -> tuple[Path | None, list[str]]:
     """The newest checkpoint that verifies, and the reasons others were skipped."""
-    skipped = []
+    skipped: list[str] = []
     for p in reversed(list_checkpoints(ckpt_dir)):
         why = verify(p)
         if why is None:
@@ -193,6 +201,7 @@ def verify_run(
     lp = latest(ckpt_dir)
     if not results:
         return results, f"{ckpt_dir}: no checkpoints"
+    latest_why: str | None
     if lp is None:
         latest_why = f"{ckpt_dir / LATEST}: missing or names no checkpoint"
     else:
@@ -210,20 +219,19 @@ def retain(ckpt_dir: Path, keep_last: int) -> list[Path]:
     ckpts = list_checkpoints(ckpt_dir)
     current = latest(ckpt_dir)
     metas = {p: read_sidecar(p) for p in ckpts}
-    complete = [p for p in ckpts if metas[p] is not None]
+    done = {p: m for p, m in metas.items() if m is not None}
+    complete = list(done)
     keep = set(complete[-keep_last:])
     if current is not None:
         keep.add(current)
     scored = [
         p
         for p in complete
-        if isinstance(metas[p].get("val_loss"), int | float) and math.isfinite(metas[p]["val_loss"])
+        if isinstance(done[p].get("val_loss"), int | float) and math.isfinite(done[p]["val_loss"])
     ]
     if scored:
-        keep.add(
-            min(scored, key=lambda p: (metas[p]["val_loss"], -int(CKPT_RE.match(p.name).group(1))))
-        )
-    keep.update(p for p in complete if set(metas[p].get("tags", ())) & set(KEEP_TAGS))
+        keep.add(min(scored, key=lambda p: (done[p]["val_loss"], -_step_of(p))))
+    keep.update(p for p in complete if set(done[p].get("tags", ())) & set(KEEP_TAGS))
     deleted = []
     for p in ckpts:
         if p in keep:

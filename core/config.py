@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from core.yamlmap import Problem, ProfileError, _build, _parse_yaml
+from core.yamlmap import ErrFn, Problem, ProfileError, _build, _parse_yaml
 
 __all__ = ["Profile", "Problem", "ProfileError", "load_profile", "config_hash", "gate_metric_names"]
 
@@ -193,10 +193,10 @@ class Profile:
     "the pre-flight checklist for this profile"
 
 
-def _check_values(p: Profile, err) -> None:
+def _check_values(p: Profile, err: ErrFn) -> None:
     """Bad values: types are right but the value cannot work."""
 
-    def positive(key: str, v: float | int | None, allow_none: bool = False):
+    def positive(key: str, v: float | int | None, allow_none: bool = False) -> None:
         if v is None:
             if not allow_none:
                 err(key, "must be set")

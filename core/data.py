@@ -15,19 +15,24 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from core import walks as W
-from core.config import DataConfig, TokenizerConfig
+from core.config import DataConfig, Profile, TokenizerConfig
 from core.errors import DataError
+from core.events import Sink
 from core.jsonl import JsonlReader
 from core.progress import Progress
 from core.stdlib_corpus import write_stdlib_parquet
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 SUFFIXES = (".txt", ".md", ".py", ".jsonl", ".parquet")
 EOT = "<|endoftext|>"
@@ -114,7 +119,7 @@ def data_hash(files: list[Path], text_column: str) -> str:
     return h.hexdigest()[:16]
 
 
-def ensure_files(cfg: DataConfig, sink=None) -> list[Path]:
+def ensure_files(cfg: DataConfig, sink: Sink | None = None) -> list[Path]:
     files = expand_paths(cfg.paths)
     if not files and cfg.generate == "stdlib":
         dest = (
@@ -139,7 +144,9 @@ def tokenizer_hash(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def train_tokenizer(docs: list[str], vocab_size: int, out: Path, sink=None):
+def train_tokenizer(
+    docs: list[str], vocab_size: int, out: Path, sink: Sink | None = None
+) -> Tokenizer:
     from tokenizers import (  # lazy: only the tokenizer steps need it
         Tokenizer,
         decoders,
@@ -159,7 +166,7 @@ def train_tokenizer(docs: list[str], vocab_size: int, out: Path, sink=None):
     )
     bar = Progress("tokenizer", len(docs), sink, unit=" docs")
 
-    def it():
+    def it() -> Iterator[str]:
         for i, d in enumerate(docs):
             bar.update(i + 1)
             yield d
@@ -173,10 +180,13 @@ def train_tokenizer(docs: list[str], vocab_size: int, out: Path, sink=None):
     return tok
 
 
-def load_tokenizer(cfg: TokenizerConfig, docs_fn, sink=None):
+def load_tokenizer(
+    cfg: TokenizerConfig, docs_fn: Callable[[], list[str]], sink: Sink | None = None
+) -> tuple[Tokenizer, str]:
     """(tokenizer, hash). Trains one when missing and allowed."""
     from tokenizers import Tokenizer  # lazy: only the tokenizer steps need it
 
+    assert cfg.path is not None  # the profile check requires it for data.source 'files'
     path = Path(cfg.path)
     if not path.exists():
         if not cfg.train_if_missing:
@@ -221,7 +231,12 @@ def _pieces(doc: str, size: int = 64 << 10) -> list[str]:
 
 
 def tokenize_to_cache(
-    docs: list[str], tok, cache: Path, val_fraction: float, sink=None, chunk_bytes: int = 4 << 20
+    docs: list[str],
+    tok: Tokenizer,
+    cache: Path,
+    val_fraction: float,
+    sink: Sink | None = None,
+    chunk_bytes: int = 4 << 20,
 ) -> None:
     """Encode every document (batch encoding runs on all cores), append EOT
     after each, write train.bin / val.bin / meta.json into `cache` atomically.
@@ -320,7 +335,9 @@ class WalkWindows:
         return self.walks[torch.as_tensor(idx, dtype=torch.long)]
 
 
-def prepare_files(cfg: DataConfig, tcfg: TokenizerConfig, sink=None):
+def prepare_files(
+    cfg: DataConfig, tcfg: TokenizerConfig, sink: Sink | None = None
+) -> tuple[TokenWindows, TokenWindows, Tokenizer, str, dict]:
     """(train windows, val windows, tokenizer, tokenizer hash, figures)."""
     files = ensure_files(cfg, sink)
     dh = data_hash(files, cfg.text_column)
@@ -374,12 +391,12 @@ class Data:
     vocab: int
     tok_hash: str  # the tokenizer's hash, or the graph's for walks
     figures: dict
-    tok: object = None  # HF tokenizer (files)
-    graph: object = None  # walks.Graph (walks)
+    tok: Tokenizer | None = None  # HF tokenizer (files)
+    graph: W.Graph | None = None  # walks.Graph (walks)
     val_walks: torch.Tensor | None = None
 
 
-def load_data(p, sink=None) -> Data:
+def load_data(p: Profile, sink: Sink | None = None) -> Data:
     """The profile's data, whichever the source."""
 
     if p.data.source == "walks":

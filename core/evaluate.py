@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import ast
 import math
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -18,6 +19,13 @@ import torch.distributed as dist
 from core import events as E
 from core import walks as W
 from core.config import Profile
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
+    from core.data import TokenWindows, WalkWindows
+    from core.model import GPT
+    from core.runstate import RunProgress
 
 
 @dataclass
@@ -31,14 +39,22 @@ class EvalResult:
         return math.exp(min(self.val_loss, 50.0))
 
 
-def autocast(device: torch.device, dtype: torch.dtype):
+def autocast(device: torch.device, dtype: torch.dtype) -> AbstractContextManager[object]:
     if device.type == "cuda" and dtype == torch.bfloat16:
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return nullcontext()
 
 
 @torch.no_grad()
-def val_loss(model, val, p: Profile, device, dtype, rank: int = 0, world: int = 1) -> float:
+def val_loss(
+    model: GPT,
+    val: TokenWindows | WalkWindows,
+    p: Profile,
+    device: torch.device,
+    dtype: torch.dtype,
+    rank: int = 0,
+    world: int = 1,
+) -> float:
     """Mean loss over `val_batches` global batches (batch_size x world windows each)
     spread evenly over the val windows, so one process and N ranks with the same
     global batch score the same windows. Under DDP each rank takes every world-th
@@ -61,7 +77,12 @@ def val_loss(model, val, p: Profile, device, dtype, rank: int = 0, world: int = 
 
 @torch.no_grad()
 def gate_walks(
-    model, graph: W.Graph, val_walks: torch.Tensor, p: Profile, device, dtype
+    model: GPT,
+    graph: W.Graph,
+    val_walks: torch.Tensor,
+    p: Profile,
+    device: torch.device,
+    dtype: torch.dtype,
 ) -> tuple[dict, list[dict]]:
     """Greedy generation from the prompts of held-out walks, scored."""
     w = p.data.walks
@@ -105,12 +126,20 @@ def python_is_valid(prompt: str, text: str) -> bool:
 
 
 @torch.no_grad()
-def text_samples(model, tok, p: Profile, device, dtype, step: int) -> tuple[dict, list[dict]]:
+def text_samples(
+    model: GPT,
+    tok: Tokenizer | None,
+    p: Profile,
+    device: torch.device,
+    dtype: torch.dtype,
+    step: int,
+) -> tuple[dict, list[dict]]:
     s = p.eval.samples
     if not s.prompts:
         return {}, []
+    assert tok is not None  # text data carries its tokenizer
     g = torch.Generator(device=device).manual_seed(p.train.seed * 7919 + step)
-    samples = []
+    samples: list[dict] = []
     for prompt in s.prompts:
         ids = tok.encode(prompt, add_special_tokens=False).ids or [0]
         x = torch.tensor([ids] * s.per_prompt, dtype=torch.long, device=device)
@@ -123,22 +152,22 @@ def text_samples(model, tok, p: Profile, device, dtype, step: int) -> tuple[dict
             text = text.split("<|endoftext|>")[0]
             valid = python_is_valid(prompt, text) if p.eval.validator == "python" else None
             samples.append({"prompt": prompt, "text": text, "valid": valid})
-    metrics = {}
+    metrics: dict = {}
     if p.eval.validator == "python":
         metrics["valid_python"] = sum(x["valid"] for x in samples) / len(samples)
     return metrics, samples
 
 
 def evaluate(
-    model,
-    val,
+    model: GPT,
+    val: TokenWindows | WalkWindows,
     p: Profile,
-    device,
-    dtype,
+    device: torch.device,
+    dtype: torch.dtype,
     step: int,
-    graph=None,
-    val_walks=None,
-    tok=None,
+    graph: W.Graph | None = None,
+    val_walks: torch.Tensor | None = None,
+    tok: Tokenizer | None = None,
     rank: int = 0,
     world: int = 1,
 ) -> EvalResult:
@@ -148,8 +177,10 @@ def evaluate(
     model.eval()
     try:
         vl = val_loss(model, val, p, device, dtype, rank, world)
-        metrics, samples = {}, []
+        metrics: dict = {}
+        samples: list[dict] = []
         if rank == 0 and graph is not None:
+            assert val_walks is not None  # walks data carries both
             metrics, samples = gate_walks(model, graph, val_walks, p, device, dtype)
         elif rank == 0:
             metrics, samples = text_samples(model, tok, p, device, dtype, step)
@@ -166,7 +197,9 @@ def gate_check(p: Profile, result: EvalResult) -> tuple[bool, dict[str, float]]:
     return passed, named
 
 
-def record_eval(r: EvalResult, prog, p: Profile, sink) -> tuple[str | None, bool, str]:
+def record_eval(
+    r: EvalResult, prog: RunProgress, p: Profile, sink: E.Sink
+) -> tuple[str | None, bool, str]:
     """Fold one eval into the run's progress (curves, early-stopping state, gate)
     and its events. Returns (a status that ends the run or None, whether val
     improved, the one-line summary to print)."""

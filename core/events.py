@@ -41,7 +41,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, TextIO
 
 from core.jsonl import read_jsonl
 
@@ -230,6 +230,14 @@ def read_events(path: str | os.PathLike) -> list[Event | dict[str, Any]]:
 # sinks: where a trainer writes its events (no `if logger:` branches)
 
 
+class Sink(Protocol):
+    """What a trainer writes its events to: any of the sinks below."""
+
+    def write(self, event: Event) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class NullSink:
     """Writes nothing: ranks other than 0, and tests that need no stream."""
 
@@ -265,7 +273,7 @@ class JsonlSink:
 class StdoutSink:
     """Events as JSON lines on stdout, for trainers whose stdout is the channel."""
 
-    def __init__(self, stream=None):
+    def __init__(self, stream: TextIO | None = None):
         self._stream = stream or sys.stdout
         self._lock = threading.Lock()
 

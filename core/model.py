@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -31,7 +32,9 @@ def rms_norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return x / (rms + eps)
 
 
-def rotary_tables(context: int, head_dim: int, base: float = 10000.0):
+def rotary_tables(
+    context: int, head_dim: int, base: float = 10000.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and signed sin over the full head width, shaped (1, 1, T, head_dim),
     for the "half" layout of GPT-NeoX and nanochat."""
     inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
@@ -84,7 +87,14 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=False)
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=False)
 
-    def forward(self, x, cos, sin, cache: KVCache | None = None, layer: int = 0):
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        cache: KVCache | None = None,
+        layer: int = 0,
+    ) -> torch.Tensor:
         B, T, C = x.shape
         H, hd = self.n_head, C // self.n_head
         qk, v = self.qkv(x).split((2 * C, C), dim=-1)
@@ -106,7 +116,7 @@ class MLP(nn.Module):
         self.fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=False)
         self.proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=False)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(F.gelu(self.fc(x)))  # exact GELU: faster than tanh's on CPU
 
 
@@ -116,7 +126,14 @@ class Block(nn.Module):
         self.attn = Attention(cfg)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, cos, sin, cache: KVCache | None = None, layer: int = 0):
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        cache: KVCache | None = None,
+        layer: int = 0,
+    ) -> torch.Tensor:
         x = x + self.attn(rms_norm(x), cos, sin, cache, layer)
         return x + self.mlp(rms_norm(x))
 
@@ -126,6 +143,9 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
+    cos: torch.Tensor  # rotary tables: buffers registered in __init__
+    sin: torch.Tensor
+
     def __init__(self, cfg: GPTConfig):
         super().__init__()
         self.cfg = cfg
@@ -153,7 +173,7 @@ class GPT(nn.Module):
         idx: torch.Tensor,
         targets: torch.Tensor | None = None,
         cache: KVCache | None = None,
-    ):
+    ) -> torch.Tensor:
         T = idx.size(1)
         pos = cache.pos if cache is not None else 0  # RoPE at the absolute positions
         cos, sin = self.cos[:, :, pos : pos + T], self.sin[:, :, pos : pos + T]
@@ -228,7 +248,7 @@ class GPT(nn.Module):
         return idx
 
     def generate_each(
-        self, prompts: list[torch.Tensor], max_new_tokens: int, **kw
+        self, prompts: list[torch.Tensor], max_new_tokens: int, **kw: Any
     ) -> list[torch.Tensor]:
         """Prompts of different lengths (1-D tensors): batched by length, each batch
         through generate(); the outputs in the prompts' order. Grouping keeps every

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 import time
 
-from core.events import NullSink, Phase
+from core.events import NullSink, Phase, Sink
 
 
 class Progress:
@@ -14,7 +14,12 @@ class Progress:
     loop can call update() freely."""
 
     def __init__(
-        self, name: str, total: float | None, sink=None, unit: str = "", every_s: float = 0.5
+        self,
+        name: str,
+        total: float | None,
+        sink: Sink | None = None,
+        unit: str = "",
+        every_s: float = 0.5,
     ):
         self.name, self.total, self.unit = name, total, unit
         self.sink = sink or NullSink()

@@ -35,6 +35,7 @@ import os
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -111,7 +112,13 @@ class RankLog:
     """Appends this rank's lines to ranks/rank-N.jsonl, flushed every `flush_s` seconds."""
 
     def __init__(
-        self, run_dir: Path, rank: int, local_rank: int, world_size: int, device, flush_s=1.0
+        self,
+        run_dir: Path,
+        rank: int,
+        local_rank: int,
+        world_size: int,
+        device: torch.device | str,
+        flush_s: float = 1.0,
     ):
         path = rank_path(run_dir, rank)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -131,7 +138,7 @@ class RankLog:
         )
         self._flush()
 
-    def _write(self, typ: str, **fields) -> None:
+    def _write(self, typ: str, **fields: Any) -> None:
         d = {"v": SCHEMA_VERSION, "t": round(time.time(), 3), "type": typ, **fields}
         self._buf.append(json.dumps(d) + "\n")
 
@@ -170,7 +177,9 @@ def _round(x: float | None) -> float | None:
     return None if x is None else round(x, 1)
 
 
-def rank_log(run_dir: Path, rank: int, local_rank: int, world_size: int, device):
+def rank_log(
+    run_dir: Path, rank: int, local_rank: int, world_size: int, device: torch.device | str
+) -> RankLog | NullRankLog:
     """The writer for this process: a RankLog under torchrun, else a NullRankLog."""
     if world_size > 1:
         return RankLog(run_dir, rank, local_rank, world_size, device)

@@ -5,10 +5,15 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core import checkpoint as C
 from core import events as E
 from core.checkpoint import atomic_write_text
+
+if TYPE_CHECKING:
+    from core.config import Profile
+    from core.runstate import RunProgress
 
 
 def _checkpoints(run_dir: Path) -> list[dict]:
@@ -29,7 +34,14 @@ def _checkpoints(run_dir: Path) -> list[dict]:
 
 
 def write_result(
-    run_dir: Path, p, status: str, reason: str, prog, wall: float, summary: dict, extra: dict
+    run_dir: Path,
+    p: Profile,
+    status: str,
+    reason: str,
+    prog: RunProgress,
+    wall: float,
+    summary: dict,
+    extra: dict,
 ) -> None:
     curves = prog.curves
     train = curves.get("train_loss", [])
@@ -68,12 +80,19 @@ def _samples(run_dir: Path, limit: int = 6) -> list[E.Sample]:
     return [s for s in samples if s.step == last_step][:limit]
 
 
-def _fmt(x, spec: str = ".4f") -> str:
+def _fmt(x: object, spec: str = ".4f") -> str:
     return "—" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, spec)
 
 
 def write_report(
-    run_dir: Path, p, status: str, reason: str, prog, wall: float, summary: dict, env: dict
+    run_dir: Path,
+    p: Profile,
+    status: str,
+    reason: str,
+    prog: RunProgress,
+    wall: float,
+    summary: dict,
+    env: dict,
 ) -> None:
     train = prog.curves.get("train_loss", [])
     val = [v for v in prog.curves.get("val_loss", []) if math.isfinite(v)]

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import random
 import time
+from argparse import Namespace
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,10 +19,13 @@ from core import events as E
 from core.config import Profile
 from core.errors import DataError
 
+Say = Callable[..., None]
+"print on rank 0, nothing on the others"
+
 LOGS = Path("logs")
 
 
-def resolve_run_dir(args, p: Profile) -> tuple[Path, Path | None]:
+def resolve_run_dir(args: Namespace, p: Profile) -> tuple[Path, Path | None]:
     """(run dir, checkpoint to resume from or None)."""
     resume_from = None
     if args.resume and args.resume != "auto":
@@ -61,7 +67,8 @@ class RunProgress:
 
 
 def rng_state() -> dict:
-    np_state = np.random.get_state()
+    np_state = np.random.get_state(legacy=True)  # the default; numpy's stub assumes False
+    assert isinstance(np_state, tuple)  # the legacy MT19937 state
     s = {
         "python": random.getstate(),
         # as plain lists so the checkpoint loads with weights_only=True
@@ -82,15 +89,15 @@ def set_rng_state(s: dict) -> None:
         torch.cuda.set_rng_state_all(s["cuda"])
 
 
-def resume_from(resume_path: Path | None, ckpt_dir: Path, sink, say) -> Path | None:
+def resume_from(resume_path: Path | None, ckpt_dir: Path, sink: E.Sink, say: Say) -> Path | None:
     """The checkpoint to resume from: the one named (it must verify), else the newest
     that verifies, skipping corrupt ones with a warning; None when there is none."""
     if resume_path is None:
         resume_path, skipped = C.find_resume(ckpt_dir)
-        for why in skipped:
-            say(f"warning: skipping checkpoint: {why}")
+        for skip in skipped:
+            say(f"warning: skipping checkpoint: {skip}")
             sink.write(
-                E.Alert(level="warn", code="checkpoint_corrupt", message=f"resume skipped {why}")
+                E.Alert(level="warn", code="checkpoint_corrupt", message=f"resume skipped {skip}")
             )
     elif (why := C.verify(resume_path)) is not None:
         raise DataError(f"--resume {resume_path}: {why}")
@@ -100,7 +107,13 @@ def resume_from(resume_path: Path | None, ckpt_dir: Path, sink, say) -> Path | N
 
 
 def load_resume(
-    resume_path: Path, tok_hash: str, cfg_hash: str, model, opt, sink, say
+    resume_path: Path,
+    tok_hash: str,
+    cfg_hash: str,
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    sink: E.Sink,
+    say: Say,
 ) -> RunProgress:
     """Load a checkpoint (already chosen and verified) into model, optimizer and RNGs."""
     state = C.load(resume_path)
@@ -129,8 +142,9 @@ def load_resume(
 
 
 def save_checkpoint(
-    ckpt_dir: Path, keep_last: int, model, opt, prog: RunProgress, tags, val_loss, tokens, hashes,
-    sink,
+    ckpt_dir: Path, keep_last: int, model: torch.nn.Module, opt: torch.optim.Optimizer,
+    prog: RunProgress, tags: list[str], val_loss: float | None, tokens: int,
+    hashes: tuple[str, str], sink: E.Sink,
 ) -> None:  # fmt: skip
     """Save the full state (rank 0 only) with its sidecar (`tokens` seen so far), apply
     retention, and write the checkpoint event. `hashes`: (config hash, tokenizer hash)."""
@@ -144,7 +158,7 @@ def save_checkpoint(
         "config_hash": cfg_hash,
         "tokenizer_hash": tok_hash,
     }
-    meta = {
+    meta: dict[str, Any] = {
         "step": prog.step,
         "epoch": prog.epoch,
         "tokens": tokens,

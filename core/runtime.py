@@ -14,15 +14,20 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from core.events import Heartbeat
+from core.events import Heartbeat, Sink
+
+T = TypeVar("T")
 
 # bf16 dense peaks (FLOP/s) of known GPUs, from the vendors' data sheets
 GPU_PEAK_BF16 = {
@@ -74,7 +79,7 @@ def setup_dist(device_pref: str) -> tuple[Dist, torch.device]:
 # branching on the world size. All ranks must call them at the same point.
 
 
-def share(d: Dist, obj):
+def share(d: Dist, obj: T) -> T:
     """Rank 0's `obj` on every rank (a run directory, a resume path, an eval's verdict):
     a value that each rank would work out for itself can differ between them."""
     if d.world_size == 1:
@@ -86,7 +91,7 @@ def share(d: Dist, obj):
 
 
 @contextmanager
-def local_rank_first(d: Dist):
+def local_rank_first(d: Dist) -> Iterator[None]:
     """Local rank 0 goes first (it builds the token cache, trains the tokenizer), the
     other ranks of its node wait, then read what it wrote instead of racing it."""
 
@@ -122,7 +127,8 @@ def wrap_ddp(model: torch.nn.Module, d: Dist, device: torch.device) -> torch.nn.
     params = inspect.signature(DDP.__init__).parameters
     no_sync = "forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers"
     ids = [d.local_rank] if device.type == "cuda" else None
-    return DDP(model, device_ids=ids, **{no_sync: False})
+    kw: dict[str, Any] = {no_sync: False}
+    return DDP(model, device_ids=ids, **kw)
 
 
 def end_dist(d: Dist, sync: bool) -> None:
@@ -224,15 +230,15 @@ class Signals:
             self._fh_file = open(self.stacks_dir / "faulthandler.txt", "a")
             faulthandler.register(signal.SIGUSR2, file=self._fh_file, all_threads=True, chain=True)
 
-    def _on_stop(self, signum, frame) -> None:
+    def _on_stop(self, signum: int, frame: FrameType | None) -> None:
         self.stop = signum
         if not self.training:
             raise KeyboardInterrupt
 
-    def _on_save(self, signum, frame) -> None:
+    def _on_save(self, signum: int, frame: FrameType | None) -> None:
         self.save = True
 
-    def _on_dump(self, signum, frame) -> None:
+    def _on_dump(self, signum: int, frame: FrameType | None) -> None:
         if self.stacks_dir is not None:
             dump_stacks(self.stacks_dir, self.step)
 
@@ -262,7 +268,7 @@ def dump_stacks(stacks_dir: Path, step: int) -> Path:
 
 
 class HeartbeatThread:
-    def __init__(self, sink, every_s: float, state: Signals):
+    def __init__(self, sink: Sink, every_s: float, state: Signals):
         self.sink, self.every_s, self.state = sink, every_s, state
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)

@@ -8,6 +8,7 @@ import shutil
 import sysconfig
 from pathlib import Path
 
+from core.events import Sink
 from core.progress import Progress
 
 
@@ -16,7 +17,9 @@ def stdlib_files() -> list[Path]:
     return sorted(p for p in root.rglob("*.py") if "site-packages" not in p.parts)
 
 
-def write_stdlib_parquet(dest: Path, shard_bytes: int = 8 << 20, sink=None) -> list[Path]:
+def write_stdlib_parquet(
+    dest: Path, shard_bytes: int = 8 << 20, sink: Sink | None = None
+) -> list[Path]:
     """Write the stdlib's .py files as parquet shards with a `text` column (the
     format the pre-flight's dataset step validates). Written to a temporary
     folder and renamed, so a crash never leaves half a corpus."""
@@ -29,10 +32,12 @@ def write_stdlib_parquet(dest: Path, shard_bytes: int = 8 << 20, sink=None) -> l
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     bar = Progress("prepare", len(files), sink, unit=" files")
-    texts, paths, size, shard = [], [], 0, 0
+    texts: list[str] = []
+    paths: list[str] = []
+    size, shard = 0, 0
     out: list[Path] = []
 
-    def flush():
+    def flush() -> None:
         nonlocal texts, paths, size, shard
         if texts:
             p = tmp / f"shard-{shard:04d}.parquet"

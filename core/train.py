@@ -15,10 +15,12 @@ import sys
 import time
 import traceback
 from contextlib import nullcontext
+from typing import cast
 
 import torch
 import torch.distributed
 import yaml
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from core import events as E
 from core.config import Profile, ProfileError, config_hash, load_profile, to_dict
@@ -47,7 +49,7 @@ from core.runtime import (
 # arguments and the run directory
 
 
-def parse_args(argv=None):
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m core.train", description=__doc__.splitlines()[0])
     ap.add_argument(
         "--profile", default="demo-walks", help="profile name (profiles/NAME.yaml) or path"
@@ -80,7 +82,7 @@ def lr_at(step: int, total: int, p: Profile) -> float:
 # main
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         p = load_profile(args.profile, args.set)
@@ -94,7 +96,7 @@ def main(argv=None) -> int:
         return 2
 
 
-def run(args, p: Profile) -> int:
+def run(args: argparse.Namespace, p: Profile) -> int:
     dist, device = setup_dist(p.train.device)
     dtype = pick_dtype(p.train.dtype, device)
     # rank 0's answer: another rank's clock may tick into the next second's run id
@@ -113,7 +115,12 @@ def run(args, p: Profile) -> int:
     say(f"run dir: {run_dir}")
 
     def finish(
-        status: str, reason: str, prog: RunProgress, code: int, extra=None, sync=True
+        status: str,
+        reason: str,
+        prog: RunProgress,
+        code: int,
+        extra: dict | None = None,
+        sync: bool = True,
     ) -> int:
         wall = time.time() - t_start
         heart.close()
@@ -144,7 +151,11 @@ def run(args, p: Profile) -> int:
                 f"too few training windows ({len(train)}) for one batch of {B * A * WS} "
                 "(train.batch_size x grad_accum x world size); add data or lower train.batch_size"
             )
-        total = p.train.max_steps or p.train.epochs * steps_per_epoch
+        if p.train.max_steps:
+            total = p.train.max_steps
+        else:
+            assert p.train.epochs is not None  # the profile check requires one of the two
+            total = p.train.epochs * steps_per_epoch
         total_epochs = math.ceil(total / steps_per_epoch)
         context = p.data.context
 
@@ -208,9 +219,11 @@ def run(args, p: Profile) -> int:
             )
         )
         raw_model = model
+        net: torch.nn.Module = model
         if p.train.compile:
-            model = torch.compile(model)
-        model = wrap_ddp(model, dist, device)
+            # an OptimizedModule (an nn.Module); torch types it as a plain callable
+            net = torch.compile(model)  # type: ignore[assignment]
+        net = wrap_ddp(net, dist, device)
 
         # --- the loop -------------------------------------------------------------
         def diverge(what: str) -> int:
@@ -234,7 +247,7 @@ def run(args, p: Profile) -> int:
                 dist.rank, WS,
             )  # fmt: skip
             sink.write(E.Phase(name="eval", done=1, total=1))
-            verdict = (None, False, None)
+            verdict: tuple[str | None, bool, bool | None] = (None, False, None)
             if dist.master:
                 status, improved, line = record_eval(r, prog, p, sink)
                 say(line, flush=True)
@@ -248,11 +261,12 @@ def run(args, p: Profile) -> int:
         sig.training = True
         sink.write(E.Phase(name="train", done=prog.step, total=total))
         sig.step = prog.step
-        model.train()
+        net.train()
         fwd = FwdTimer(device)
         t_print = time.time()
         status = None
-        perm, perm_epoch = None, None
+        perm = torch.empty(0, dtype=torch.long)  # replaced before the first step
+        perm_epoch: int | None = None
         while prog.step < total:
             if perm_epoch != prog.epoch:  # the data order is a pure function of (seed, epoch)
                 perm_epoch = prog.epoch
@@ -272,9 +286,10 @@ def run(args, p: Profile) -> int:
                 j = (prog.batch_in_epoch * A + micro) * WS + dist.rank
                 rows = train.batch(perm[j * B : (j + 1) * B]).to(device, non_blocking=True)
                 sync = micro == A - 1 or WS == 1
-                ctx = model.no_sync() if (WS > 1 and not sync) else nullcontext()
+                # more than one rank: wrap_ddp gave a DDP
+                ctx = cast(DDP, net).no_sync() if (WS > 1 and not sync) else nullcontext()
                 with ctx, autocast(device, dtype):
-                    loss = model(rows[:, :-1], rows[:, 1:]) / A
+                    loss = net(rows[:, :-1], rows[:, 1:]) / A
                 fwd.stop()
                 loss.backward()
                 loss_sum += loss.detach()

@@ -157,7 +157,9 @@ def make_walks(g: Graph, starts: np.ndarray, length: int, rng: np.random.Generat
     return out
 
 
-def make_corpus(cfg: WalksConfig, context: int, val_fraction: float):
+def make_corpus(
+    cfg: WalksConfig, context: int, val_fraction: float
+) -> tuple[Graph, torch.Tensor, torch.Tensor]:
     """(graph, train walks, val walks); each walk has context + 1 tokens so a
     window gives `context` inputs and `context` shifted targets."""
     g = make_graph(cfg)

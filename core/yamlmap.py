@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,9 @@ import yaml
 
 # -----------------------------------------------------------------------------
 # errors
+
+ErrFn = Callable[[str, str], None]
+"(key path, message): how a problem found while mapping is reported"
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,7 @@ def _type_name(tp: Any) -> str:
     )
 
 
-def _coerce(value: Any, tp: Any, key: str, err) -> Any:
+def _coerce(value: Any, tp: Any, key: str, err: ErrFn) -> Any:
     """Value converted to type `tp`, or an error reported and None returned."""
     if tp is Any:
         return value  # free-form (a checklist step's parameters): its kind checks it
@@ -110,7 +114,7 @@ def _coerce(value: Any, tp: Any, key: str, err) -> Any:
             return None
         inner = [a for a in args if a is not type(None)]
         return _coerce(value, inner[0], key, err) if len(inner) == 1 else value
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return _build(tp, value, key, err)
     if origin is list:
         if not isinstance(value, list):
@@ -148,7 +152,7 @@ def _coerce(value: Any, tp: Any, key: str, err) -> Any:
     return None
 
 
-def _build(cls: type, raw: Any, prefix: str, err) -> Any:
+def _build(cls: type, raw: Any, prefix: str, err: ErrFn) -> Any:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

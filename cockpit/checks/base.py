@@ -8,11 +8,20 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from core.config import Profile, load_profile
 
+if TYPE_CHECKING:
+    from cockpit.checks.engine import StepResult, StepSpec
+
 REPO = Path(__file__).resolve().parents[2]
 MIB = 2**20
+
+Progress = Callable[[float, float], None]
+"(done, total): how far a running check is"
+Update = Callable[["StepResult"], None]
+"told a step's result each time it changes"
 
 
 @dataclass
@@ -26,7 +35,7 @@ class Context:
     profile_ref: str | None = None  # the name or path it was loaded from (the probe runs it)
     sets: list[str] = field(default_factory=list)  # its --set overrides, and those fixes add
 
-    def use(self, key: str, value) -> None:
+    def use(self, key: str, value: Any) -> None:
         """Override a profile key for the rest of the checklist and the run that follows
         (a fix pointing data.paths at redacted copies)."""
         self.sets.append(f"{key}={json.dumps(value)}")  # JSON is YAML: --set parses it back
@@ -45,7 +54,9 @@ class FixError(Exception):
     """A fix that could not be made; the message says why."""
 
 
-def threshold(spec, r, figure: str, value: float, below: bool, what: str) -> None:
+def threshold(
+    spec: StepSpec, r: StepResult, figure: str, value: float, below: bool, what: str
+) -> None:
     """Apply `fail`, then `warn`, for a figure that is bad when below (or above) its bar."""
     for level, bars in (("FAIL", spec.fail), ("WARN", spec.warn)):
         bar = bars.get(figure)

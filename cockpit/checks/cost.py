@@ -11,15 +11,19 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from cockpit.checks.base import Context, Kind, threshold
+from cockpit.checks.base import Context, Kind, Progress, threshold
 from cockpit.collect.follow import EventsFollower
 from cockpit.collect.gpu import GpuSampler
 from cockpit.fmt import fmt_estimate
 from cockpit.supervisor import Trainer, log_tail, trainer_command
 from core.config import Profile
+
+if TYPE_CHECKING:
+    from cockpit.checks.engine import StepResult, StepSpec
 
 MIB = 2**20
 
@@ -76,7 +80,7 @@ def dataset_tokens(ctx: Context) -> tuple[float | None, str]:
     return nbytes / bpt, f"bytes / {bpt:.2f} bytes per token"
 
 
-def check_sizing(spec, ctx: Context, r, progress) -> None:
+def check_sizing(spec: StepSpec, ctx: Context, r: StepResult, progress: Progress) -> None:
     p = ctx.profile
     total, non_emb, vocab = param_counts(p)
     tokens, how = dataset_tokens(ctx)
@@ -148,12 +152,12 @@ def _tree_rss(pid: int) -> int:
     return rss
 
 
-def _gpu_mib(gpu, pid: int) -> float:
+def _gpu_mib(gpu: GpuSampler, pid: int) -> float:
     snap = gpu.sample([pid])
     return sum(d.proc_mem_mib or 0 for d in snap.devices) if snap.available else 0.0
 
 
-def probe(ctx: Context, steps: int, timeout_s: float, progress=None) -> dict:
+def probe(ctx: Context, steps: int, timeout_s: float, progress: Progress | None = None) -> dict:
     """Run the profile in a subprocess until `steps` step events, then kill it. Returns
     the step events, the run_start, peak memory and the seconds spent before step 1."""
 
@@ -164,7 +168,13 @@ def probe(ctx: Context, steps: int, timeout_s: float, progress=None) -> dict:
     trainer = Trainer.launch(cmd, tmp / "run")
     fol = EventsFollower(tmp / "run" / "events.jsonl", notify=False)
     gpu = GpuSampler() if ctx.profile.train.device != "cpu" else None
-    out = {"steps": [], "run_start": None, "peak_rss": 0, "peak_gpu_mib": 0.0, "exit": None}
+    out: dict[str, Any] = {
+        "steps": [],
+        "run_start": None,
+        "peak_rss": 0,
+        "peak_gpu_mib": 0.0,
+        "exit": None,
+    }
     next_mem = 0.0
     try:
         while time.time() - t0 < timeout_s:
@@ -209,7 +219,7 @@ def _median(xs: list[float]) -> float:
     return s[len(s) // 2] if s else 0.0
 
 
-def check_probe(spec, ctx: Context, r, progress) -> None:
+def check_probe(spec: StepSpec, ctx: Context, r: StepResult, progress: Progress) -> None:
 
     if ctx.profile.train.device == "cuda" and not _gpu_free_mib():
         r.status, r.message = "SKIP", "the profile asks for CUDA and there is no GPU (see gpu)"
@@ -292,7 +302,7 @@ def _gpu_free_mib() -> float:
 # gpu: NVML devices; no GPU is fine for a CPU profile
 
 
-def check_gpu(spec, ctx: Context, r, progress) -> None:
+def check_gpu(spec: StepSpec, ctx: Context, r: StepResult, progress: Progress) -> None:
 
     g = GpuSampler()
     snap = g.sample()
@@ -328,7 +338,7 @@ def check_gpu(spec, ctx: Context, r, progress) -> None:
 # disk: room for the checkpoints the run keeps, and the data cache
 
 
-def check_disk(spec, ctx: Context, r, progress) -> None:
+def check_disk(spec: StepSpec, ctx: Context, r: StepResult, progress: Progress) -> None:
     p = ctx.profile
     where = ctx.logs if ctx.logs.exists() else Path(".")
     free = shutil.disk_usage(where).free

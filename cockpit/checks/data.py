@@ -14,10 +14,16 @@ import subprocess
 import time
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cockpit.checks.base import MIB, REPO, Context, FixError, Kind, threshold
+from cockpit.checks.base import MIB, REPO, Context, FixError, Kind, Progress, Update, threshold
 from cockpit.checks.secrets_files import load_allowlist, redact_copies, scan_files
 from core.errors import DataError
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
+    from cockpit.checks.engine import StepResult, StepSpec
 
 # -----------------------------------------------------------------------------
 # dataset: shards found, readable, text present, big enough
@@ -35,7 +41,7 @@ def _records(path: Path) -> int | None:
     return 1
 
 
-def check_dataset(spec, ctx: Context, r, progress) -> None:
+def check_dataset(spec: StepSpec, ctx: Context, r: StepResult, progress: Progress) -> None:
 
     from core.data import (  # lazy: loads torch (seconds); only this path needs it
         ensure_files,
@@ -120,7 +126,7 @@ ROUND_TRIP = [
 ]
 
 
-def _tokenizer(ctx: Context):
+def _tokenizer(ctx: Context) -> Tokenizer | None:
     """The profile's tokenizer, or None when it does not exist yet."""
     from tokenizers import Tokenizer  # lazy: only the tokenizer steps need it
 
@@ -130,7 +136,7 @@ def _tokenizer(ctx: Context):
     return Tokenizer.from_file(str(path))
 
 
-def check_tokenizer(spec, ctx: Context, r, progress) -> None:
+def check_tokenizer(spec: StepSpec, ctx: Context, r: StepResult, progress: Progress) -> None:
     p = ctx.profile
     if p.data.source != "files":
         r.status, r.message = "SKIP", f"data.source is {p.data.source}: node ids are the tokens"
@@ -171,7 +177,7 @@ def check_tokenizer(spec, ctx: Context, r, progress) -> None:
         )
 
 
-def check_compression(spec, ctx: Context, r, progress) -> None:
+def check_compression(spec: StepSpec, ctx: Context, r: StepResult, progress: Progress) -> None:
     from core.data import (  # lazy: loads torch (seconds); only this path needs it
         ensure_files,
         read_documents,
@@ -224,13 +230,13 @@ def _data_files(ctx: Context) -> list[Path]:
     return ensure_files(ctx.profile.data)
 
 
-def _allowlist(spec) -> tuple[Path, frozenset[str]]:
+def _allowlist(spec: StepSpec) -> tuple[Path, frozenset[str]]:
 
     path = Path(spec.params.get("allowlist", "secrets.allow"))
     return path, load_allowlist(path if path.is_absolute() else Path.cwd() / path)
 
 
-def check_secrets(spec, ctx: Context, r, progress) -> None:
+def check_secrets(spec: StepSpec, ctx: Context, r: StepResult, progress: Progress) -> None:
 
     if ctx.profile.data.source != "files":
         r.status, r.message = "SKIP", f"data.source is {ctx.profile.data.source}: no files"
@@ -271,7 +277,7 @@ def check_secrets(spec, ctx: Context, r, progress) -> None:
     )
 
 
-def fix_secrets(spec, ctx: Context, r, update) -> dict:
+def fix_secrets(spec: StepSpec, ctx: Context, r: StepResult, update: Update) -> dict:
     """Redacted copies of every data file in a new folder beside the data; the run (and
     the rest of the checklist) reads them instead."""
 
@@ -301,7 +307,8 @@ def fix_secrets(spec, ctx: Context, r, update) -> dict:
 # run: a shell command of the user's own
 
 
-def run_command(spec, ctx: Context, r, progress) -> None:
+def run_command(spec: StepSpec, ctx: Context, r: StepResult, progress: Progress) -> None:
+    assert spec.run is not None  # a `run` step (registry.run_step)
     timeout = float(spec.params.get("timeout_s", 600))
     try:
         p = subprocess.run(

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cockpit.checks.base import FixError
+from cockpit.checks.base import Context, FixError
 from cockpit.checks.registry import all_kinds, apply_fix, run_step
 from core.yamlmap import Problem, ProfileError, _build, _parse_yaml
 
@@ -117,8 +117,8 @@ def load_checklist(name_or_path: str) -> Checklist:
         ):
             for k in getattr(s, group):
                 if k not in allowed:
-                    known = ", ".join(allowed) or "none"
-                    err(f"{at}.{group}.{k}", f"`{s.check}` has no {group} `{k}` (known: {known})")
+                    names = ", ".join(allowed) or "none"
+                    err(f"{at}.{group}.{k}", f"`{s.check}` has no {group} `{k}` (known: {names})")
     if problems:
         raise ProfileError(problems, "checklist")
     return cl
@@ -168,7 +168,9 @@ def overall(results: list[StepResult]) -> str:
     return "FAIL" if "FAIL" in statuses else "WARN" if "WARN" in statuses else "PASS"
 
 
-def run_one(spec: StepSpec, ctx, r: StepResult, update: Callable[[StepResult], None]) -> None:
+def run_one(
+    spec: StepSpec, ctx: Context, r: StepResult, update: Callable[[StepResult], None]
+) -> None:
     """Run one step into `r`. Never raises: a check that crashes is a FAIL naming it."""
 
     r.status, r.message, r.figures, r.findings = "RUNNING", "", {}, []
@@ -188,7 +190,9 @@ def run_one(spec: StepSpec, ctx, r: StepResult, update: Callable[[StepResult], N
     update(r)
 
 
-def fix_and_rerun(spec: StepSpec, ctx, r: StepResult, update) -> bool:
+def fix_and_rerun(
+    spec: StepSpec, ctx: Context, r: StepResult, update: Callable[[StepResult], None]
+) -> bool:
     """Apply a failed step's built-in fix, then run the step again. False (with the
     reason in the message) when the kind has no fix or the fix could not be made."""
 
@@ -206,7 +210,7 @@ def fix_and_rerun(spec: StepSpec, ctx, r: StepResult, update) -> bool:
 
 def run_checklist(
     cl: Checklist,
-    ctx,
+    ctx: Context,
     on_update: Callable[[StepResult], None] | None = None,
     *,
     fix: bool = False,
@@ -238,7 +242,9 @@ def run_checklist(
     return results
 
 
-def run_every_step(cl: Checklist, ctx, on_update=None) -> list[StepResult]:
+def run_every_step(
+    cl: Checklist, ctx: Context, on_update: Callable[[StepResult], None] | None = None
+) -> list[StepResult]:
     """Every step of the checklist, none skipped after a FAIL (the post-flight: each
     step measures the same finished model, so one failure says nothing of the next)."""
     results: list[StepResult] = []

@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import TYPE_CHECKING
 
-from cockpit.checks.base import Context, Kind
+from cockpit.checks.base import Context, Kind, Progress
 from cockpit.checks.postflight_load import PostflightError, loaded
 from core import checkpoint as C
+
+if TYPE_CHECKING:
+    from cockpit.checks.engine import StepResult, StepSpec
 
 
 def joined(s: dict) -> str:
@@ -26,7 +30,7 @@ def joined(s: dict) -> str:
     return s["prompt"] + gap + s["text"]
 
 
-def _judge(spec, r, checks: list[tuple[str, float, bool, str]]) -> None:
+def _judge(spec: StepSpec, r: StepResult, checks: list[tuple[str, float, bool, str]]) -> None:
     """Apply every named figure's `fail`, then `warn`, bar; the worst level wins.
     checks: (figure, value, bad when below, what it means)."""
     for level, bars in (("FAIL", spec.fail), ("WARN", spec.warn)):
@@ -43,7 +47,7 @@ def _judge(spec, r, checks: list[tuple[str, float, bool, str]]) -> None:
 # perplexity on the val split
 
 
-def check_perplexity(spec, ctx: Context, r, progress) -> None:
+def check_perplexity(spec: StepSpec, ctx: Context, r: StepResult, progress: Progress) -> None:
     from core.evaluate import val_loss  # lazy: loads torch (seconds); only this path needs it
 
     try:
@@ -102,7 +106,7 @@ def check_perplexity(spec, ctx: Context, r, progress) -> None:
 # N generations scored by the profile's validator
 
 
-def generate(ctx: Context, params: dict, progress=None) -> dict:
+def generate(ctx: Context, params: dict, progress: Progress | None = None) -> dict:
     """{"samples": [{"prompt", "text", "valid"}], "validator", "metrics"}: walks continue
     the prompts of held-out val walks (greedy, as the gate does) and are judged on edges
     and the rule; text samples the profile's prompts, judged by its eval.validator.
@@ -139,7 +143,7 @@ def generate(ctx: Context, params: dict, progress=None) -> dict:
                 .cpu()
                 .numpy()
             )
-        samples = [
+        samples: list[dict] = [
             {
                 "prompt": W.format_walk(g, row[:k]),
                 "text": W.format_walk(g, row[k:]),
@@ -155,7 +159,7 @@ def generate(ctx: Context, params: dict, progress=None) -> dict:
     new = int(params.get("max_new_tokens") or s.max_new_tokens)
     temp = float(params.get("temperature", s.temperature))
     judge = python_is_valid if p.eval.validator == "python" else None
-    samples: list[dict] = [{} for _ in range(n)]
+    samples = [{} for _ in range(n)]
     for j, prompt in enumerate(prompts):  # rows j, j+len, ... share a prompt: one batch each
         rows = list(range(j, n, len(prompts)))
         if not rows:
@@ -175,7 +179,7 @@ def generate(ctx: Context, params: dict, progress=None) -> dict:
     return {"samples": samples, "validator": p.eval.validator, "metrics": {}}
 
 
-def check_generations(spec, ctx: Context, r, progress) -> None:
+def check_generations(spec: StepSpec, ctx: Context, r: StepResult, progress: Progress) -> None:
     try:
         out = generate(ctx, spec.params, progress)
     except PostflightError as e:
@@ -206,7 +210,7 @@ def check_generations(spec, ctx: Context, r, progress) -> None:
 # a page of samples to read
 
 
-def check_samples(spec, ctx: Context, r, progress) -> None:
+def check_samples(spec: StepSpec, ctx: Context, r: StepResult, progress: Progress) -> None:
     k = int(spec.params.get("n") or 8)
     try:
         out = ctx.loaded.get("generations") or generate(ctx, {**spec.params, "n": k}, progress)

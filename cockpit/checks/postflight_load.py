@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import yaml
 
@@ -14,6 +15,9 @@ from core import checkpoint as C
 from core.config import Profile
 from core.errors import DataError
 from core.yamlmap import _build
+
+if TYPE_CHECKING:
+    from core.data import Data
 
 
 class PostflightError(Exception):
@@ -172,7 +176,7 @@ def _load(ctx: Context) -> dict:
     }
 
 
-def _data(p, summary: dict):
+def _data(p: Profile, summary: dict) -> tuple[Data, str]:
     """(Data, how its val split relates to the run's). Text: the run's own token cache
     when it is still there (the exact windows its evals used, and no corpus to re-read);
     else the data as the profile reads it now. Walks are remade from their seed."""
@@ -188,7 +192,7 @@ def _data(p, summary: dict):
     cache = Path(rec["cache"]) if isinstance(rec.get("cache"), str) else None
     if p.data.source == "files" and cache is not None and (cache / "meta.json").exists():
 
-        def no_docs():
+        def no_docs() -> NoReturn:
             raise DataError(f"tokenizer.path {p.tokenizer.path}: missing, and the run's is gone")
 
         tok, th = load_tokenizer(p.tokenizer, no_docs)

@@ -244,13 +244,15 @@ def _find_spans(data: bytes, allow: frozenset[str]) -> list[_Span]:
     taken.sort(key=lambda t: (t[2] == "high_entropy", t[0]))
     out: list[_Span] = []
     starts: list[int] = []
-    for s, e, kind in taken:
-        i = bisect.bisect_left(starts, s)
-        if (i > 0 and out[i - 1].end > s) or (i < len(out) and out[i].start < e):
+    for start, e, kind in taken:
+        i = bisect.bisect_left(starts, start)
+        if (i > 0 and out[i - 1].end > start) or (i < len(out) and out[i].start < e):
             continue
-        sha = hashlib.sha256(data[s:e]).hexdigest()
-        starts.insert(i, s)  # an allowlisted span still covers its text: nothing inside it counts
-        out.insert(i, _Span(s, e, kind, sha))
+        sha = hashlib.sha256(data[start:e]).hexdigest()
+        starts.insert(
+            i, start
+        )  # an allowlisted span still covers its text: nothing inside it counts
+        out.insert(i, _Span(start, e, kind, sha))
     return [sp for sp in out if sp.sha256 not in allow] if allow else out
 
 
@@ -301,7 +303,9 @@ def scan_text(
     return _findings(data, _find_spans(data, allow), file, row, 1)
 
 
-def _findings(data: bytes, spans, file, row, first_line) -> list[Finding]:
+def _findings(
+    data: bytes, spans: list[_Span], file: str, row: int | None, first_line: int
+) -> list[Finding]:
     lines = _line_numbers(data, spans, first_line)
     return [
         Finding(

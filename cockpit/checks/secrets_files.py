@@ -91,7 +91,9 @@ def _record_text(raw: bytes, text_column: str) -> str:
     return raw.decode("utf-8", "surrogateescape").rstrip("\r\n")  # not a record: scan it raw
 
 
-def _batch_spans(texts: list[str], allow) -> Iterator[tuple[int, bytes, list[_Span]]]:
+def _batch_spans(
+    texts: list[str], allow: frozenset[str]
+) -> Iterator[tuple[int, bytes, list[_Span]]]:
     """(index, utf-8 text, spans) for each record of a batch that has findings."""
     datas = [t.encode("utf-8", "surrogateescape").replace(_SEP, b" ") for t in texts]
     spans = _find_spans(_SEP.join(datas), allow)
@@ -109,7 +111,9 @@ def _batch_spans(texts: list[str], allow) -> Iterator[tuple[int, bytes, list[_Sp
         yield k, datas[k], [_Span(s.start - b, s.end - b, s.kind, s.sha256) for s in ss]
 
 
-def _scan_file(path: Path, text_column, allow, tick) -> Iterator[Finding]:
+def _scan_file(
+    path: Path, text_column: str, allow: frozenset[str], tick: Callable[[int], None]
+) -> Iterator[Finding]:
     name = str(path)
     if _kind_of(path) == "text":
         line = 1
@@ -180,7 +184,7 @@ def _file_sha(path: Path) -> str:
     return h.hexdigest()
 
 
-def _redact_file(src: Path, dst: Path, text_column: str, allow) -> list[dict]:
+def _redact_file(src: Path, dst: Path, text_column: str, allow: frozenset[str]) -> list[dict]:
     """Write a redacted copy of `src` to `dst`; the redactions made (hashes, no secrets)."""
     red: list[dict] = []
     kind = _kind_of(src)

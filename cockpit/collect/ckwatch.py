@@ -77,10 +77,11 @@ class CheckpointWatcher:
                 if got is not None:
                     verified, why = got
             meta = meta or {}
+            step = meta.get("step")
             out.append(
                 CkptState(
                     name=p.name,
-                    step=meta.get("step") if isinstance(meta.get("step"), int) else _step_of(p),
+                    step=step if isinstance(step, int) else _step_of(p),
                     bytes=st.st_size,
                     mtime=st.st_mtime,
                     tags=tuple(meta.get("tags") or ()),

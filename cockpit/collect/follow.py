@@ -27,12 +27,16 @@ import os
 import threading
 import time
 from collections import deque
+from typing import TYPE_CHECKING
 
 import orjson
-from watchdog.events import FileSystemEventHandler
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from core.jsonl import Malformed, parse_line, preview
+
+if TYPE_CHECKING:
+    from watchdog.observers.api import BaseObserver
 
 # -----------------------------------------------------------------------------
 # malformed lines: skipped, counted, and the last 100 kept for the log panel
@@ -64,7 +68,7 @@ class _Nudge(FileSystemEventHandler):
     def __init__(self, name: str, flag: threading.Event):
         self.name, self.flag = name, flag
 
-    def on_any_event(self, event) -> None:
+    def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type in self.KINDS and self.name in (
             os.path.basename(os.fsdecode(event.src_path)),
             os.path.basename(os.fsdecode(event.dest_path or "")),
@@ -104,7 +108,7 @@ class EventsFollower:
         self._skipping = False  # inside a too-long line: drop bytes up to its newline
         self._sig: tuple | None = None  # the path's (ino, size, mtime) at the last poll
         self._flag = threading.Event()
-        self._observer = None
+        self._observer: BaseObserver | None = None
         self._want_observer = notify
         self._closed = False
         if notify:
@@ -194,6 +198,7 @@ class EventsFollower:
         """Read to EOF as of now (a fast writer cannot pin us here), or max_bytes;
         True when bytes are left over."""
         fd = self._fd
+        assert fd is not None  # called with the file open
         size = end = os.fstat(fd).st_size
         if end < self._off:
             self._restart()  # truncated in place (same inode): start again from the top
@@ -228,6 +233,7 @@ class EventsFollower:
                 self._parts, self._held = [], 0
             base = self.line_no
             self.line_no = base + len(lines)
+            reason: str | None
             for n, raw in enumerate(lines, base + 1):
                 try:
                     d = loads(raw)

@@ -19,8 +19,9 @@ refresh about that often anyway). Never spawns nvidia-smi.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from cockpit.collect.sampling import MIB, plain
 
@@ -47,10 +48,14 @@ THROTTLE = {
 }
 
 
-def _nv(fn, *args, default=None, err: list | None = None):
+def _nv(
+    fn: Callable[..., Any] | None, *args: Any, default: Any = None, err: list | None = None
+) -> Any:
     """The one door to NVML: any failure (NVMLError, a function the driver lacks, a
     missing library) returns `default`; `err`, when given, collects the exception."""
     try:
+        if fn is None:  # getattr's default: a function this pynvml lacks
+            return default
         return fn(*args)
     except Exception as e:
         if err is not None:
@@ -58,7 +63,7 @@ def _nv(fn, *args, default=None, err: list | None = None):
         return default
 
 
-def _s(x) -> str:
+def _s(x: object) -> str:
     return x.decode(errors="replace") if isinstance(x, bytes) else str(x)
 
 
@@ -128,7 +133,9 @@ class GpuSampler:
         self._init_t = -INIT_RETRY_S
         self._reason: str | None = None
         self._driver: str | None = None
-        self._devs: list[tuple] = []  # (index, handle, name, uuid), fixed after init
+        self._devs: list[
+            tuple[int, Any, str, str]
+        ] = []  # (index, handle, name, uuid), fixed after init
         self._last: GpuSnapshot | None = None
         self._last_t = 0.0  # monotonic time of the last round
 
@@ -175,7 +182,7 @@ class GpuSampler:
         self._last = snap
         return snap
 
-    def _device(self, index: int, h, name: str, uuid: str, pids: set[int]) -> GpuDevice:
+    def _device(self, index: int, h: Any, name: str, uuid: str, pids: set[int]) -> GpuDevice:
         nv = pynvml
         util = _nv(nv.nvmlDeviceGetUtilizationRates, h)
         mem = _nv(nv.nvmlDeviceGetMemoryInfo, h)

@@ -78,11 +78,11 @@ class RankState:
             self.end = d
 
 
-def _num(x) -> float | None:
+def _num(x: object) -> float | None:
     return float(x) if isinstance(x, int | float) and not isinstance(x, bool) else None
 
 
-def _int(x) -> int | None:
+def _int(x: object) -> int | None:
     return x if isinstance(x, int) and not isinstance(x, bool) else None
 
 

@@ -26,20 +26,24 @@ import math
 import os
 import time
 from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any
 
 import psutil
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 MIB = 1024 * 1024
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def plain(obj) -> dict:
+def plain(obj: DataclassInstance) -> dict:
     """A snapshot dataclass as a JSON-ready dict: floats rounded (non-finite -> None, so
     no NaN reaches system.jsonl), tuples as lists, nested snapshots through their to_dict."""
     return {f.name: _plain(getattr(obj, f.name), 3 if f.name == "t" else 2) for f in fields(obj)}
 
 
-def _plain(v, nd: int = 2):
+def _plain(v: Any, nd: int = 2) -> Any:
     if isinstance(v, float):
         return round(v, nd) if math.isfinite(v) else None
     if isinstance(v, tuple):
@@ -210,9 +214,9 @@ class ProcessSampler:
             self._cache.clear()
             self._gone = "no such process"
             return _dead(t, self.pid, None, self._gone)
-        if rs == psutil.STATUS_ZOMBIE:  # exited; its parent has not reaped it yet
+        if isinstance(rs, str):  # psutil.STATUS_ZOMBIE: exited; its parent has not reaped it yet
             return _dead(t, self.pid, rs, "exited (zombie, not yet reaped)")
-        procs = [rs]
+        procs: list[ProcSample] = [rs]
         for pid in self._tree:
             e = self._cache.get(pid)
             try:
@@ -265,6 +269,8 @@ class ProcessSampler:
                     return status  # exited, not yet reaped: nothing left to read
                 ct = p.cpu_times()
                 rss_mib = p.memory_info().rss / MIB
+                read_mib: float | None
+                write_mib: float | None
                 try:
                     io = p.io_counters()
                     read_mib, write_mib = io.read_bytes / MIB, io.write_bytes / MIB
@@ -331,5 +337,7 @@ class ProcessSampler:
         )
 
 
-def _dead(t, pid, status, error, alive=False) -> ProcessSnapshot:
+def _dead(
+    t: float, pid: int, status: str | None, error: str, alive: bool = False
+) -> ProcessSnapshot:
     return ProcessSnapshot(t, pid, alive, status, (), None, 0.0, None, 0, error)

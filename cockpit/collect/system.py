@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,7 +48,7 @@ class SystemSampler:
     """CPU from our own deltas (psutil.cpu_percent keeps one state per interpreter, which
     any other caller would disturb), RAM, swap, and free disk under the run directory."""
 
-    def __init__(self, disk_path):
+    def __init__(self, disk_path: str | Path):
         self.disk_path = str(disk_path)
         try:
             self._prev = _cpu_busy_total()  # baseline: the first sample already has a delta
@@ -91,7 +92,7 @@ class SystemSampler:
 # system.jsonl, as the session records and replays it
 
 
-def system_lines(path: Path):
+def system_lines(path: Path) -> Iterator[dict]:
     """system.jsonl's samples, one at a time (a day of them is too many to hold); a
     torn last line from a killed cockpit is left out."""
     for d in read_jsonl(path):

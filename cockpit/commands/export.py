@@ -28,20 +28,32 @@ import bisect
 import csv
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cockpit.model.runs import resolve
 from core.jsonl import read_jsonl
 
-STEP_COLS = ("step", "epoch", "t", "loss", "lr", "grad_norm", "tokens", "step_ms")
+if TYPE_CHECKING:
+    from argparse import Namespace
+
+    from torch.utils.tensorboard import SummaryWriter
+
+STEP_COLS: tuple[str, ...] = ("step", "epoch", "t", "loss", "lr", "grad_norm", "tokens", "step_ms")
 STEP_COLS += ("tokens_per_s", "mfu")
 EVAL_COLS = ("step", "epoch", "t", "val_loss", "val_ppl")
 CKPT_COLS = ("step", "t", "name", "bytes", "seconds", "tags")
-RANK_COLS = ("rank", "step", "t", "step_ms", "fwd_ms", "rss_mib", "cuda_alloc_mib")
+RANK_COLS: tuple[str, ...] = ("rank", "step", "t", "step_ms", "fwd_ms", "rss_mib", "cuda_alloc_mib")
 RANK_COLS += ("cuda_max_alloc_mib",)
 TB_TRAIN = ("loss", "lr", "grad_norm", "tokens_per_s", "step_ms", "mfu")
-TB_SYSTEM = ("proc.rss_mib", "proc.uss_mib", "proc.cpu_pct", "proc.num_threads", "sys.cpu_pct")
+TB_SYSTEM: tuple[str, ...] = (
+    "proc.rss_mib",
+    "proc.uss_mib",
+    "proc.cpu_pct",
+    "proc.num_threads",
+    "sys.cpu_pct",
+)
 TB_SYSTEM += ("sys.ram_used_mib", "sys.swap_used_mib")
 TB_GPU = ("util_pct", "mem_used_mib", "temp_c", "power_w", "proc_mem_mib")
 TB_RANK = ("step_ms", "fwd_ms", "rss_mib", "cuda_max_alloc_mib")
@@ -99,7 +111,7 @@ def flatten_sample(d: dict) -> dict:
     return out
 
 
-def _scalar(v) -> bool:
+def _scalar(v: object) -> bool:
     return v is None or isinstance(v, str | int | float | bool)
 
 
@@ -107,7 +119,7 @@ def _scalar(v) -> bool:
 # CSV
 
 
-def _write_csv(path: Path, cols, rows) -> Path:
+def _write_csv(path: Path, cols: Iterable[str], rows: Iterable[dict]) -> Path:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=list(cols), extrasaction="ignore")
@@ -118,7 +130,7 @@ def _write_csv(path: Path, cols, rows) -> Path:
     return path
 
 
-def _cell(v):
+def _cell(v: object) -> object:
     if isinstance(v, list | tuple):
         return " ".join(str(x) for x in v)
     return "" if v is None else v
@@ -152,7 +164,7 @@ def export_csv(run_dir: Path, out_dir: Path) -> list[Path]:
 # TensorBoard
 
 
-def _summary_writer():
+def _summary_writer() -> type[SummaryWriter]:
     try:
         from torch.utils.tensorboard import SummaryWriter  # lazy: the optional tensorboard extra
     except ImportError:
@@ -210,7 +222,7 @@ def export_tensorboard(run_dir: Path, out_dir: Path) -> Path:
     return out_dir
 
 
-def _scalar_to(w, tag: str, v, step, t) -> None:
+def _scalar_to(w: SummaryWriter, tag: str, v: object, step: object, t: object) -> None:
     if isinstance(v, int | float) and not isinstance(v, bool) and isinstance(step, int):
         w.add_scalar(tag, v, step, walltime=t if isinstance(t, int | float) else None)
 
@@ -219,7 +231,7 @@ def _scalar_to(w, tag: str, v, step, t) -> None:
 # the command
 
 
-def cmd_export(args) -> int:
+def cmd_export(args: Namespace) -> int:
     """`cockpit export RUN_DIR [--csv] [--tensorboard] [--out DIR]`: CSV when neither
     flag is given. Exit 0, 1 when an export failed, 2 when there is no such run."""
     arg = getattr(args, "run_dir", None) or "latest"

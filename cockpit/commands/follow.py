@@ -7,11 +7,16 @@ from __future__ import annotations
 import signal
 import sys
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from cockpit.headless import HeadlessPrinter
 from cockpit.model.health import HealthConfig
 from cockpit.model.runmodel import status_code
 from cockpit.session import Session
+
+if TYPE_CHECKING:
+    from argparse import Namespace
 
 HARD_KILL_WINDOW_S = 3.0
 # The headless loop's pace, whatever the event rate. Lines every few seconds need no
@@ -30,7 +35,7 @@ def parse_health(pairs: list[str]) -> HealthConfig | None:
 class Interrupts:
     """Counts Ctrl+C presses; the loop acts on them (a handler only records)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.presses: list[float] = []
         self.handled = 0
 
@@ -43,7 +48,9 @@ class Interrupts:
         return new
 
 
-def follow(session: Session, printer: HeadlessPrinter, on_ctrl_c) -> int | None:
+def follow(
+    session: Session, printer: HeadlessPrinter, on_ctrl_c: Callable[[float], str]
+) -> int | None:
     """Replay, then follow until the run ends (the exit code) or the user detaches (None)."""
     intr = Interrupts()
     intr.install()
@@ -69,5 +76,5 @@ def follow(session: Session, printer: HeadlessPrinter, on_ctrl_c) -> int | None:
     return m.exit_code if m.exit_code is not None else status_code(m.status)
 
 
-def use_tui(args) -> bool:
+def use_tui(args: Namespace) -> bool:
     return not args.headless and sys.stdout.isatty()

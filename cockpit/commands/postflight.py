@@ -12,12 +12,13 @@ import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
 from cockpit.checks.base import Context
-from cockpit.checks.engine import load_checklist, overall, run_every_step
+from cockpit.checks.engine import StepResult, load_checklist, overall, run_every_step
 from cockpit.checks.postflight import joined
 from cockpit.checks.postflight_load import PostflightError, choose_checkpoint, read_run
 from cockpit.fmt import STEP_ICONS, STEP_STYLES
@@ -27,10 +28,15 @@ from core.events import finite_or_none
 from core.jsonl import tail_objects
 from core.yamlmap import ProfileError
 
+if TYPE_CHECKING:
+    from argparse import Namespace
+
 SECTION = "## Post-flight"
 
 
-def to_json(profile: str, run_dir: Path, checkpoint: str | None, status: str, results) -> dict:
+def to_json(
+    profile: str, run_dir: Path, checkpoint: str | None, status: str, results: list[StepResult]
+) -> dict:
     steps = [dict(r.to_dict(), seconds=round(r.seconds or 0.0, 3)) for r in results]
     return finite_or_none(
         {
@@ -164,7 +170,7 @@ def print_results(out: dict, fixes: dict[str, str]) -> None:
 # the command: cockpit postflight RUN_DIR [--json] [--checkpoint C] [--checklist C]
 
 
-def cmd_postflight(args) -> int:
+def cmd_postflight(args: Namespace | SimpleNamespace) -> int:
     """Exit 0 when nothing failed, 1 on a FAIL, 2 on a bad run directory or checklist."""
 
     arg = getattr(args, "run_dir", None)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -19,6 +20,9 @@ from cockpit.checks.registry import all_kinds
 from cockpit.fmt import STEP_ICONS, STEP_STYLES
 from cockpit.ui.app import run_wizard
 from core.config import ProfileError
+
+if TYPE_CHECKING:
+    from argparse import Namespace
 
 # -----------------------------------------------------------------------------
 # printing
@@ -91,7 +95,7 @@ def print_results(cl: Checklist, ctx: Context, results: list[StepResult]) -> Non
 # the screen (the TUI), and the command
 
 
-def cmd_preflight(args) -> int:
+def cmd_preflight(args: Namespace) -> int:
     try:
         cl, ctx = prepare(args.profile, args.set, args.checklist)
     except ProfileError as e:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cockpit.checks.engine import overall
 from cockpit.checks.preflight import prepare
@@ -24,8 +25,16 @@ from cockpit.wrap.adapters.runinfo import command_name
 from cockpit.wrap.wrapped import launch_wrapped
 from core.config import ProfileError, load_profile
 
+if TYPE_CHECKING:
+    from argparse import Namespace
 
-def _preflight_printed(args):
+    from cockpit.checks.base import Context
+    from cockpit.checks.engine import StepResult
+    from cockpit.model.health import HealthConfig
+    from core.config import Profile
+
+
+def _preflight_printed(args: Namespace) -> tuple[Context, list[StepResult]] | int:
     """The pre-flight without questions: (context, results), or an exit code."""
 
     try:
@@ -45,7 +54,14 @@ def _preflight_printed(args):
     return ctx, results
 
 
-def _launch(args, p, health, sets: list[str], checked=None, notify: bool = False) -> Session:
+def _launch(
+    args: Namespace,
+    p: Profile,
+    health: HealthConfig,
+    sets: list[str],
+    checked: tuple[Context, list[StepResult]] | None = None,
+    notify: bool = False,
+) -> Session:
     """Make the run directory (with preflight.json), start the trainer, follow it."""
     run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(p.name)
     if checked is not None:
@@ -59,7 +75,7 @@ def _launch(args, p, health, sets: list[str], checked=None, notify: bool = False
     return Session(run_dir, Trainer.launch(cmd, run_dir), health, notify=notify)
 
 
-def _postflight(args, session: Session) -> None:
+def _postflight(args: Namespace, session: Session) -> None:
     """The post-flight checks on the finished run's best checkpoint; they never change the
     run's exit code."""
     if args.skip_postflight or session.model.status not in OK_STATUSES:
@@ -68,7 +84,7 @@ def _postflight(args, session: Session) -> None:
     postflight_after_run(session.run_dir)
 
 
-def cmd_run(args) -> int:
+def cmd_run(args: Namespace) -> int:
     cmd = list(getattr(args, "cmd", None) or [])
     if cmd[:1] == ["--"]:
         cmd = cmd[1:]
@@ -96,7 +112,7 @@ def cmd_run(args) -> int:
             return 2
         sessions: list[Session] = []
 
-        def launcher(ctx, results) -> Session:
+        def launcher(ctx: Context, results: list[StepResult]) -> Session:
             sessions.append(_launch(args, ctx.profile, health, ctx.sets, (ctx, results), True))
             return sessions[-1]
 
@@ -106,11 +122,13 @@ def cmd_run(args) -> int:
         if sessions:
             _postflight(args, sessions[-1])
         return code
-    sets, checked = list(args.set), None
+    sets = list(args.set)
+    checked: tuple[Context, list[StepResult]] | None = None
     if not args.skip_preflight:
-        checked = _preflight_printed(args)
-        if isinstance(checked, int):
-            return checked
+        got = _preflight_printed(args)
+        if isinstance(got, int):
+            return got
+        checked = got
         sets = checked[0].sets  # a fix may point the run at redacted copies
     session = _launch(args, p, health, sets, checked, notify=tui)
     if tui:
@@ -126,9 +144,10 @@ def cmd_run(args) -> int:
     return code
 
 
-def _headless(args, session: Session, what: str, wrapped: bool = False) -> int:
+def _headless(args: Namespace, session: Session, what: str, wrapped: bool = False) -> int:
     """Follow a launched run with plain lines; Ctrl+C stops it (twice: kills it)."""
     trainer, run_dir = session.trainer, session.run_dir
+    assert trainer is not None  # a run we launched
     printer = HeadlessPrinter(session.model, every_s=args.every)
     printer.say(f"cockpit: {what} in {run_dir} (pid {trainer.pid}; log {run_dir / 'stdout.log'})")
     printer.say(
@@ -153,10 +172,12 @@ def _headless(args, session: Session, what: str, wrapped: bool = False) -> int:
         last_press[0] = t
         return "stay"
 
-    return follow(session, printer, on_ctrl_c)
+    code = follow(session, printer, on_ctrl_c)
+    assert code is not None  # only a detach gives None, and this Ctrl+C never detaches
+    return code
 
 
-def cmd_run_wrapped(args, cmd: list[str]) -> int:
+def cmd_run_wrapped(args: Namespace, cmd: list[str]) -> int:
     """`cockpit run [--format F] -- CMD...`: any trainer; its stdout becomes events."""
     health = parse_health(args.health)
     if health is None:

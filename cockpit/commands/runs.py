@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cockpit.commands.follow import use_tui
 from cockpit.fmt import fmt_duration, fmt_num
 from cockpit.model.runs import list_runs
 from cockpit.ui.app import run_tui
 
+if TYPE_CHECKING:
+    from argparse import Namespace
 
-def cmd_runs(args) -> int:
+
+def cmd_runs(args: Namespace) -> int:
     if use_tui(args):
         return run_tui("runs", logs=Path(args.logs))
     rows = list_runs(Path(args.logs))

@@ -4,12 +4,16 @@ would train (model, data, budget, gate)."""
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 from cockpit.checks.cost import param_counts
 from core.config import ProfileError, load_profile
 
+if TYPE_CHECKING:
+    from argparse import Namespace
 
-def cmd_validate(args) -> int:
+
+def cmd_validate(args: Namespace) -> int:
     try:
         p = load_profile(args.profile, args.set)
     except ProfileError as e:

@@ -4,11 +4,15 @@ sha256) and `latest`; exit 0 valid, 1 invalid with the reason."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core import checkpoint as C
 
+if TYPE_CHECKING:
+    from argparse import Namespace
 
-def cmd_verify(args) -> int:
+
+def cmd_verify(args: Namespace) -> int:
     path = Path(args.path)
     if path.is_file():
         why = C.verify(path, deep=True)
@@ -16,6 +20,7 @@ def cmd_verify(args) -> int:
             print(f"INVALID {path}: {why}")
             return 1
         meta = C.read_sidecar(path)
+        assert meta is not None  # verify() passed: the sidecar is there
         print(
             f"OK {path}: step {meta['step']}, {meta['bytes']:,} bytes, sha256 {meta['sha256'][:12]}…, tags {', '.join(meta['tags'])}"
         )
@@ -33,6 +38,7 @@ def cmd_verify(args) -> int:
     if latest_why:
         print(f"INVALID latest: {latest_why}")
     else:
+        assert lp is not None  # verify_run: no latest is a reason
         print(f"OK      latest -> {lp.name}")
     if bad or latest_why:
         print(

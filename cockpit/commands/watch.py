@@ -4,6 +4,7 @@ one, in the TUI or as plain lines; Ctrl+C only detaches."""
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 from cockpit.commands.follow import follow, parse_health, use_tui
 from cockpit.headless import HeadlessPrinter
@@ -13,8 +14,11 @@ from cockpit.supervisor import Trainer
 from cockpit.ui.app import run_tui
 from cockpit.wrap.wrapped import attach_wrapped
 
+if TYPE_CHECKING:
+    from argparse import Namespace
 
-def cmd_watch(args) -> int:
+
+def cmd_watch(args: Namespace) -> int:
     run_dir = resolve(args.run)
     if run_dir is None:
         what = (
@@ -42,7 +46,7 @@ def cmd_watch(args) -> int:
             adapting.stop()
 
 
-def _watch(args, session: Session) -> int:
+def _watch(args: Namespace, session: Session) -> int:
     run_dir = session.run_dir
     printer = HeadlessPrinter(session.model, every_s=args.every)
     printer.say(f"cockpit: watching {run_dir}")

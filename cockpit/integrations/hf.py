@@ -46,7 +46,9 @@ class CockpitCallback(TrainerCallback):
 
     # --- the Trainer's hooks ----------------------------------------------------
 
-    def on_train_begin(self, args, state, control, model=None, **kw):  # type: ignore[no-untyped-def]
+    def on_train_begin(
+        self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any
+    ) -> None:
         name = self.name or (type(model).__name__ if model is not None else "hf")
         self.w = RunWriter(self.run_dir_arg, name, "hf")
         n_params = sum(p.numel() for p in model.parameters()) if model is not None else None
@@ -71,14 +73,14 @@ class CockpitCallback(TrainerCallback):
     def _count(self, module: Any, args: tuple, kwargs: dict) -> None:
         if not module.training:
             return  # evaluation is not training tokens
-        ids = kwargs.get("input_ids", args[0] if args else None)
-        if hasattr(ids, "numel"):
+        ids: Any = kwargs.get("input_ids", args[0] if args else None)
+        if ids is not None and hasattr(ids, "numel"):
             self.tokens += int(ids.numel())
 
-    def on_step_begin(self, args, state, control, **kw):  # type: ignore[no-untyped-def]
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         self._t_step = time.perf_counter()
 
-    def on_step_end(self, args, state, control, **kw):  # type: ignore[no-untyped-def]
+    def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         if self.w is not None:
             self.w.step = max(self.w.step, state.global_step)  # the step run_end names
         if self._t_step is not None:
@@ -86,7 +88,7 @@ class CockpitCallback(TrainerCallback):
             if self.w is not None:
                 self.w.rank_step(state.global_step, self.step_ms)
 
-    def on_log(self, args, state, control, logs=None, **kw):  # type: ignore[no-untyped-def]
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
         if self.w is None or not logs:
             return
         step, epoch = state.global_step, int(state.epoch or 0)
@@ -113,13 +115,13 @@ class CockpitCallback(TrainerCallback):
             metrics = {k: v for k, v in evals.items() if v is not None}
             self.w.eval_event(step, epoch, val, metrics)
 
-    def on_save(self, args, state, control, **kw):  # type: ignore[no-untyped-def]
+    def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         if self.w is not None:
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             tags = ["latest"] + (["best"] if state.best_model_checkpoint == str(folder) else [])
             self.w.checkpoint_event(folder, state.global_step, tags)
 
-    def on_train_end(self, args, state, control, **kw):  # type: ignore[no-untyped-def]
+    def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         if self._hook is not None:
             self._hook.remove()
             self._hook = None

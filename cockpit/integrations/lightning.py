@@ -93,7 +93,7 @@ class CockpitCallback(Callback):
 
     # --- Lightning's hooks ------------------------------------------------------
 
-    def on_train_start(self, trainer, pl_module):  # type: ignore[no-untyped-def]
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         self.w = RunWriter(self.run_dir_arg, self.name or type(pl_module).__name__, "lightning")
         steps = trainer.estimated_stepping_batches
         self.w.start(
@@ -115,13 +115,17 @@ class CockpitCallback(Callback):
         self._last_step = trainer.global_step
         self._mark = (time.time(), 0)
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):  # type: ignore[no-untyped-def]
+    def on_train_batch_start(
+        self, trainer: Any, pl_module: Any, batch: Any, batch_idx: Any
+    ) -> None:
         self._saves(trainer)
         if self._t is None:
             self._t = time.perf_counter()
         self._batch_tokens += batch_tokens(batch) or 0
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):  # type: ignore[no-untyped-def]
+    def on_train_batch_end(
+        self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: Any
+    ) -> None:
         step = trainer.global_step
         if self.w is None or step == self._last_step:
             return  # accumulating gradients: the optimizer step is not done yet
@@ -148,7 +152,7 @@ class CockpitCallback(Callback):
         )
         self.w.rank_step(step, ms)
 
-    def on_validation_end(self, trainer, pl_module):  # type: ignore[no-untyped-def]
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         if self.w is None or trainer.sanity_checking:
             return
         evals = {k: number(v) for k, v in trainer.callback_metrics.items() if is_eval(k)}
@@ -163,12 +167,12 @@ class CockpitCallback(Callback):
         metrics = {k: v for k, v in evals.items() if v is not None}
         self.w.eval_event(trainer.global_step, trainer.current_epoch, val, metrics)
 
-    def on_exception(self, trainer, pl_module, exception):  # type: ignore[no-untyped-def]
+    def on_exception(self, trainer: Any, pl_module: Any, exception: Any) -> None:
         if self.w is not None:
             self._saves(trainer)
             self.w.failed(exception)
 
-    def on_fit_end(self, trainer, pl_module):  # type: ignore[no-untyped-def]
+    def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
         if self.w is not None:
             self._saves(trainer)
             self.w.end("completed", f"trained {trainer.global_step} steps")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Iterable, Sequence
 
 # -----------------------------------------------------------------------------
 # a bounded curve that keeps its extremes
@@ -14,6 +15,10 @@ from collections import deque
 class Extremes:
     """The newest value and the extremes of a curve's buckets (tail, lo, hi), for the
     live Curve and the UI's frozen copy of it alike."""
+
+    tail: Sequence[tuple[float, float]]  # set by each subclass
+    lo: Sequence[float]
+    hi: Sequence[float]
 
     @property
     def latest(self) -> float | None:
@@ -67,7 +72,7 @@ class Curve(Extremes):
         if len(self.xs) > self.cap:
             self._halve()
 
-    def extend(self, xs, ys) -> None:
+    def extend(self, xs: Sequence[float], ys: Sequence[float | None]) -> None:
         """Add many points at once: the same buckets as `add` called for each point, in
         whole-bucket numpy slices (a million-step history loads in milliseconds)."""
         import numpy as np  # lazy: only a long curve's resample needs it
@@ -81,12 +86,13 @@ class Curve(Extremes):
             return
         whole = bool(np.all(xa == np.floor(xa)))  # steps: kept as ints, as add() keeps them
 
-        def xl(a) -> list:
+        def xl(a: np.ndarray) -> list:
             return a.astype(np.int64).tolist() if whole else a.tolist()
 
         k = len(ya)
         self.n += k
         m = self.tail.maxlen
+        assert m is not None  # the tail is always bounded (__init__)
         self.tail.extend(zip(xl(xa[-m:]), ya[-m:].tolist(), strict=True))
         i = 0
         while i < k:
@@ -140,7 +146,7 @@ class Curve(Extremes):
         return list(zip(self.xs, self.lo, self.hi, self.last, strict=True))
 
 
-def ema(ys, strength: float) -> list[float]:
+def ema(ys: Iterable[float], strength: float) -> list[float]:
     """Exponential moving average with the start debiased (as TensorBoard smooths):
     `strength` is the weight of the past, 0 (none) to <1."""
     out, acc, norm = [], 0.0, 0.0

@@ -15,6 +15,7 @@ import dataclasses
 import math
 import statistics
 from dataclasses import dataclass
+from typing import Any
 
 from cockpit.model.runmodel import ENDED, RunModel
 
@@ -54,7 +55,7 @@ class HealthConfig:
     def from_pairs(cls, pairs: list[str]) -> HealthConfig:
         """`key=value` overrides; raises ValueError naming the bad key and the known ones."""
         names = {f.name: f for f in dataclasses.fields(cls)}
-        kw = {}
+        kw: dict[str, Any] = {}
         for pair in pairs:
             key, sep, value = pair.partition("=")
             if not sep or key not in names:

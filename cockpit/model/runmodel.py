@@ -15,11 +15,17 @@ import math
 import statistics
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cockpit.model.curve import Curve
 from cockpit.model.records import AlertRecord, CheckpointInfo, main_thread_cpu  # noqa: F401 (re-exported)
+
+if TYPE_CHECKING:
+    from cockpit.collect.ckwatch import CkptState
+    from cockpit.collect.ranks import RanksSnapshot
 
 # statuses a run ends with (core's run_end, plus `failed` when the process died without one)
 ENDED = ("completed", "gate_passed", "early_stopped", "interrupted", "diverged", "failed")
@@ -35,7 +41,7 @@ def status_code(status: str) -> int:
 GPU_HIST = ("util_pct", "mem_used_mib", "temp_c", "power_w", "proc_mem_mib")
 
 
-def _f(x) -> float | None:
+def _f(x: object) -> float | None:
     return float(x) if isinstance(x, int | float) else None
 
 
@@ -134,7 +140,7 @@ class RunModel:
     proc_threads: dict | None = None  # the newest process sample with thread lists in it
     system: dict | None = None
     gpu: dict | None = None
-    ranks: object | None = (
+    ranks: RanksSnapshot | None = (
         None  # cockpit.collect.ranks.RanksSnapshot under torchrun (per-rank figures)
     )
     handles: tuple = (None, None)  # the trainer has a handler for SIGUSR1, SIGUSR2 (None: unknown)
@@ -143,7 +149,7 @@ class RunModel:
 
     def feed(self, ev: dict) -> None:
         """Take one event dict (unknown types and fields are ignored)."""
-        fn = _HANDLERS.get(ev.get("type"))
+        fn = _HANDLERS.get(ev.get("type", ""))
         if fn is None:
             return
         t = ev.get("t")
@@ -153,7 +159,7 @@ class RunModel:
             self.t_first = t
         fn(self, ev, t)
 
-    def feed_all(self, evs) -> None:
+    def feed_all(self, evs: Iterable[dict]) -> None:
         """Many events, oldest first: the same state as feed() on each, with runs of
         step events taken in bulk (a replay is mostly steps)."""
         run: list[dict] = []
@@ -245,7 +251,8 @@ class RunModel:
 
     def _eval(self, ev: dict, t: float) -> None:
         vl = _f(ev.get("val_loss"))
-        step = ev.get("step") if isinstance(ev.get("step"), int) else self.step
+        step = ev.get("step")
+        step = step if isinstance(step, int) else self.step
         self.val_loss.add(step, vl)
         if vl is not None and math.isfinite(vl) and (self.best_val is None or vl < self.best_val):
             self.best_val = vl
@@ -308,7 +315,7 @@ class RunModel:
         self.alerts.append(a)
         return a
 
-    def set_checkpoints(self, states) -> None:
+    def set_checkpoints(self, states: Iterable[CkptState]) -> None:
         """What the checkpoint watcher found on disk (CkptState list)."""
         seen = set()
         for s in states:

@@ -154,7 +154,7 @@ class ViewBuilder:
     """Makes RunViews of one model after another, reusing the copies of curves that
     did not change. Used on the thread that feeds the model."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._cache: dict[int, tuple[tuple, CurveView]] = {}
         self._sig: tuple | None = None
         self._leak: tuple[tuple, float | None] = ((), None)

@@ -16,6 +16,7 @@ import functools
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
@@ -173,14 +174,14 @@ def run_wizard(
     ctx: Context,
     launcher: Callable[[Context, list[StepResult]], object] | None = None,
     auto: bool | str = False,
-    **tui,
+    **tui: Any,
 ) -> int:
     """The pre-flight screen in the TUI. Without a launcher (`cockpit preflight`): exit
     0, or 1 when a step failed. With one (`cockpit run`): Confirm launches and the
     monitor follows the run; leaving before Confirm launches nothing (exit 1)."""
-    made: list = []
+    made: list[PreflightScreen] = []
 
-    def make():
+    def make() -> PreflightScreen:
         made.append(PreflightScreen(checklist, ctx, launcher, auto=auto))
         return made[-1]
 

@@ -15,6 +15,7 @@ import queue
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from cockpit.collect.logtail import LogTail
 from cockpit.model.runmodel import ENDED, RunModel
@@ -68,8 +69,8 @@ class Pump:
 
     def run(
         self,
-        post: Callable[[RunView], None],
-        notice: Callable[[str, str], None],
+        post: Callable[[RunView], object],
+        notice: Callable[[str, str], object],
         cancelled: Callable[[], bool],
     ) -> None:
         """Until cancelled; closes the session at the end."""
@@ -78,7 +79,12 @@ class Pump:
         finally:
             self.session.close()
 
-    def _run(self, post, notice, cancelled) -> None:
+    def _run(
+        self,
+        post: Callable[[RunView], object],
+        notice: Callable[[str, str], object],
+        cancelled: Callable[[], bool],
+    ) -> None:
         s = self.session
         preview = s.preview()
         shown = [0.0]
@@ -142,7 +148,7 @@ class Pump:
         s.settle()
         self.finished = True
 
-    def _wait(self, cancelled) -> None:
+    def _wait(self, cancelled: Callable[[], bool]) -> None:
         """Until the events file changes (then no sooner than min_tick_s after the
         last tick), a command comes, or a second passes."""
         f = self.session.follower
@@ -161,7 +167,7 @@ class Pump:
             if self.finished:
                 time.sleep(min(left, 0.1))
 
-    def _post(self, post, m: RunModel) -> None:
+    def _post(self, post: Callable[[RunView], object], m: RunModel) -> None:
         v = self.build(m)
         if self.finished and self.final is None:
             self.final = v
@@ -180,7 +186,7 @@ class Pump:
 
     # --- commands -------------------------------------------------------------
 
-    def _commands(self, notice) -> None:
+    def _commands(self, notice: Callable[[str, str], object]) -> None:
         while True:
             try:
                 cmd = self._cmds.get_nowait()
@@ -211,7 +217,7 @@ class Pump:
                     notice("the trainer is gone: no stacks to dump", "warn")
 
 
-def load_view(run_dir, *, clock: Callable[[], float] = time.time) -> RunView:
+def load_view(run_dir: Path, *, clock: Callable[[], float] = time.time) -> RunView:
     """A run read once, for a side-by-side comparison: the preview of a long finished
     history (its whole loss curve from result.json), else the full replay."""
     s = Session(run_dir, None, notify=False)

@@ -71,7 +71,14 @@ SAVE_EVERY_S = 1.0
 class Adapting:
     """stdout.log -> events.jsonl for one run directory (see the module docstring)."""
 
-    def __init__(self, run_dir, fmt: str = "auto", *, trainer: Trainer | None = None, command=None):
+    def __init__(
+        self,
+        run_dir: str | Path,
+        fmt: str = "auto",
+        *,
+        trainer: Trainer | None = None,
+        command: list[str] | None = None,
+    ):
         self.run_dir = Path(run_dir)
         self.trainer = trainer
         self.fmt = fmt
@@ -274,6 +281,7 @@ class Adapting:
     def _flush(self) -> None:
         """The read's events in one write: complete lines only, nothing held back."""
         if self._out:
+            assert self._events_fd is not None  # events are made only while we own the run
             data = b"".join(self._out)
             self._out.clear()
             while data:
@@ -369,7 +377,7 @@ class Adapting:
                     self._read(READ_BYTES)
                 except OSError:
                     pass
-                if gone:
+                if gone and t is not None:
                     self.finish(t.exit_code)
             self._save(force=True)
             self.owner = False
@@ -384,7 +392,7 @@ class Adapting:
 
 
 def launch_wrapped(
-    cmd: list[str], run_dir, fmt: str = "auto", cwd: Path | None = None
+    cmd: list[str], run_dir: str | Path, fmt: str = "auto", cwd: Path | None = None
 ) -> tuple[Trainer, Adapting]:
     """Launch `cmd` under the supervisor with its stdout adapted into events.jsonl.
     The caller starts the Adapting (start(), or pump() from its own loop) and
@@ -415,7 +423,7 @@ def launch_wrapped(
     return trainer, a
 
 
-def attach_wrapped(run_dir, trainer: Trainer | None) -> Adapting | None:
+def attach_wrapped(run_dir: str | Path, trainer: Trainer | None) -> Adapting | None:
     """For a cockpit attaching to a run (`watch`): the Adapting that continues a
     wrapped run's events, or None when the run is not wrapped. It writes only once
     the cockpit that launched the command is gone."""

@@ -64,7 +64,8 @@ class TextScreen(ModalScreen[None]):
             with VerticalScroll(id="page-body"):
                 yield Static(self.text or "(empty)", markup=False)
 
-    def action_dismiss(self) -> None:
+    # textual's is async and takes a result; this one always closes with None
+    def action_dismiss(self) -> None:  # type: ignore[override]
         self.dismiss(None)
 
 
@@ -97,7 +98,8 @@ class AlertsScreen(ModalScreen[None]):
         a = self.alerts[event.option_index]
         self.app.push_screen(TextScreen(f"{a.level.upper()} {a.code}", a.detail or a.message))
 
-    def action_dismiss(self) -> None:
+    # textual's is async and takes a result; this one always closes with None
+    def action_dismiss(self) -> None:  # type: ignore[override]
         self.dismiss(None)
 
 
@@ -136,5 +138,5 @@ NO_COLOR is honoured; themes come from the command palette.
 
 
 class HelpScreen(TextScreen):
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__("Help", HELP)

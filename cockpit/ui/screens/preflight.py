@@ -73,7 +73,7 @@ class PreflightScreen(Screen):
         launcher: Callable[[Context, list[StepResult]], object] | None = None,
         *,
         recorded: dict | None = None,
-        auto: bool = False,
+        auto: bool | str = False,
         **kw,
     ):
         """`recorded`: a saved preflight.json to show instead of running the checklist.

@@ -22,6 +22,8 @@ per step, total steps) reach run_start.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
+from types import ModuleType
 
 from cockpit.wrap.adapters import common, hf, jsonl, kv, lightning, nanochat, nanogpt
 
@@ -35,7 +37,7 @@ ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-
 RANK = re.compile(r"\[[A-Za-z_]*(\d+)\]:\s?")
 
 
-def _detector(mod):
+def _detector(mod: ModuleType) -> Callable[[str], bool]:
     if hasattr(mod, "detect"):
         return mod.detect
     rx = mod.SIGNATURE
@@ -58,7 +60,7 @@ def clean(line: str) -> str | None:
     return line
 
 
-def detect(lines) -> str | None:
+def detect(lines: Iterable[str]) -> str | None:
     """The format of the first line that identifies one, or None."""
     for raw in lines:
         line = clean(raw)
@@ -86,9 +88,10 @@ class Adapter:
     def feed(self, line: str) -> list[dict] | None:
         """Events from one line (no \\n or \\r in it), or None."""
         if "\x1b" in line or line[:1] == "[":
-            line = clean(line)
-            if line is None:
+            cleaned = clean(line)
+            if cleaned is None:
                 return None
+            line = cleaned
         if self.parser is not None:
             return self.parser.feed(line) if line else None
         return self._detect(line) if line and not line.isspace() else None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 
 # -----------------------------------------------------------------------------
 # numbers
@@ -53,11 +54,11 @@ def mfu_from(v: float | None, unit: str = "") -> float | None:
 # a parser's state: its attributes are plain JSON values by construction
 
 
-def state(parser) -> dict:
+def state(parser: object) -> dict:
     return {k: v for k, v in vars(parser).items() if not k.startswith("_")}
 
 
-def restore(parser, d: dict) -> None:
+def restore(parser: object, d: dict) -> None:
     for k, v in d.items():
         if hasattr(parser, k) and not k.startswith("_"):
             setattr(parser, k, v)
@@ -89,7 +90,7 @@ def field_of(key: str) -> str | None:
     return KEYS.get(key) or KEYS.get(key.lower())
 
 
-def generic(items, last_step: int) -> tuple[list[dict], int]:
+def generic(items: Iterable[tuple[str, float, str]], last_step: int) -> tuple[list[dict], int]:
     """Events from one line's named figures, (key, value, unit) triples: a step when
     it has a step number and a loss, an eval when it has a validation loss.
     Returns (events, the step now). The first figure of a name wins."""

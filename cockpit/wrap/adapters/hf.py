@@ -62,7 +62,7 @@ def parse_dict(line: str) -> dict[str, float]:
 
 
 class Parser:
-    def __init__(self):
+    def __init__(self) -> None:
         self.info: dict = {}
         self.total: int | None = None  # the training bar's total
         self.step = 0

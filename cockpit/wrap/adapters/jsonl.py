@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import orjson
 
 from cockpit.wrap.adapters.common import build, field_of, generic
@@ -28,7 +30,7 @@ def _obj(line: str) -> dict | None:
     return d if d.__class__ is dict else None
 
 
-def _numbers(d: dict):
+def _numbers(d: dict) -> Iterator[tuple[str, float, str]]:
     return ((k, v, "") for k, v in d.items() if v.__class__ is float or v.__class__ is int)
 
 
@@ -42,7 +44,7 @@ def detect(line: str) -> bool:
 
 
 class Parser:
-    def __init__(self):
+    def __init__(self) -> None:
         self.info: dict = {}
         self.step = 0
         # a loop prints the same keys every step: which of them name which field,

@@ -58,9 +58,12 @@ class Shape:
     `dt: 0.1s` are two shapes)."""
 
     def __init__(self, line: str, pairs: list[re.Match]):
-        parts, at, self.at, units = [], 0, {}, {}
+        parts: list[str] = []
+        pos = 0
+        self.at: dict[str, int] = {}
+        units: dict[str, str] = {}
         for m in pairs:
-            parts.append(_literal(line[at : m.start(2)]))
+            parts.append(_literal(line[pos : m.start(2)]))
             f = field_of(m[1])
             if f is not None and f not in self.at:
                 self.at[f] = len(self.at)  # the group it is in, from 0
@@ -69,8 +72,8 @@ class Shape:
             else:
                 parts.append(f"(?:{SHAPE_VALUE})")
             parts.append(re.escape(m[3] or ""))
-            at = m.end()
-        parts.append(_literal(line[at:]) + "$")
+            pos = m.end()
+        parts.append(_literal(line[pos:]) + "$")
         self.rx = re.compile("".join(parts))
         at = self.at
         self.i_step, self.i_loss, self.i_val = at.get("step"), at.get("loss"), at.get("val_loss")
@@ -104,7 +107,7 @@ class Shape:
                 step = int(x[self.i_step])
             except (ValueError, OverflowError):  # nan, inf
                 return None
-        if self.steps:
+        if self.steps and self.i_loss is not None:  # steps: i_loss is set
             ev = {"type": "step", "step": step, "loss": x[self.i_loss]}
             for k, i in self.plain:
                 ev[k] = x[i]
@@ -125,7 +128,7 @@ class Shape:
 
 
 class Parser:
-    def __init__(self):
+    def __init__(self) -> None:
         self.info: dict = {}
         self.step = 0
         self._shapes: list[Shape] = []  # rebuilt from the lines, not saved

@@ -58,7 +58,7 @@ def _loss(bracket: str) -> str | None:
 
 
 class Parser:
-    def __init__(self):
+    def __init__(self) -> None:
         self.info: dict = {}
         self.epoch = -1
         self.base = 0  # batches of the epochs before this one
@@ -122,6 +122,7 @@ class Parser:
 
     def _release(self) -> dict:
         h, self.held = self.held, None
+        assert h is not None  # called with a step held
         if h.get("loss") is None:
             return {"type": "heartbeat", "step": h["step"]}
         ev = {"type": "step", "step": h["step"], "epoch": h["epoch"], "loss": num(h["loss"])}

@@ -42,7 +42,7 @@ METRIC = {"Validation bpb": "val_bpb", "CORE metric": "core_metric"}
 
 
 class Parser:
-    def __init__(self):
+    def __init__(self) -> None:
         self.info: dict = {}
         self.step = 0
         self.tps = 0  # tokens per step, when the preamble said

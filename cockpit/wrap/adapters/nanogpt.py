@@ -30,7 +30,7 @@ N_PARAMS = re.compile(r"^number of parameters: ([\d.]+)M")
 
 
 class Parser:
-    def __init__(self):
+    def __init__(self) -> None:
         self.info: dict = {}
         self.tpi: int | None = None  # tokens per iteration
         self.step = 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,16 +23,21 @@ class WrappedRunStart(E.RunStart):
     wrapped: dict | None = None  # {"format", "command"}: readers that know no wrapping ignore it
 
 
-def _fields(cls) -> tuple[list[str], list[tuple[str, object]]]:
+def _constant(v: object) -> Callable[[], object]:
+    return lambda: v
+
+
+def _fields(cls: type[E.Event]) -> tuple[list[str], list[tuple[str, Callable[[], object]]]]:
     """(required names, [(optional name, its default or default factory)]) of an event class."""
-    req, opt = [], []
+    req: list[str] = []
+    opt: list[tuple[str, Callable[[], object]]] = []
     for f in dataclasses.fields(cls):
         if f.name == "t":
             continue
         if f.default_factory is not dataclasses.MISSING:
             opt.append((f.name, f.default_factory))
         elif f.default is not dataclasses.MISSING:
-            opt.append((f.name, lambda v=f.default: v))
+            opt.append((f.name, _constant(f.default)))
         else:
             req.append(f.name)
     return req, opt
@@ -45,7 +51,7 @@ def event_dict(d: dict, t: float) -> dict | None:
     """An adapter's dict as the event its core.events dataclass would encode: the
     schema's fields in its order, the ones the adapter does not know None (or
     their default); None for a type the schema does not have."""
-    typ = d.get("type")
+    typ = d.get("type", "")
     spec = FIELDS.get(typ)
     if spec is None:
         return None
@@ -111,7 +117,7 @@ def end_of(code: int, last_line: str) -> tuple[str, str]:
 def last_words(run_dir: Path) -> str:
     """The command's last non-blank line (of rank 0) in stdout.log, for a failure's reason."""
     for line in reversed(log_tail(run_dir, 20, 16 << 10).replace("\r", "\n").split("\n")):
-        line = clean(line)
-        if line and not line.isspace():
-            return line
+        text = clean(line)
+        if text and not text.isspace():
+            return text
     return ""
