@@ -122,7 +122,8 @@ def test_threads_named_and_busy_one_on_top(child):
     sleepers = [th for th in root.threads if th.name.startswith("sleeper-")]
     assert len(sleepers) == N_SLEEPERS
     assert all(th.cpu_pct is not None and th.cpu_pct < 5 for th in sleepers), sleepers
-    assert root.cpu_pct > 50 and snap.cpu_pct >= root.cpu_pct
+    # the process is at least its busiest thread (the same loaded-box caveat as above)
+    assert root.cpu_pct >= top.cpu_pct - 5 and snap.cpu_pct >= root.cpu_pct
     assert snap.num_threads == sum(p.num_threads for p in snap.procs)
     assert root.rss_mib > 1 and root.uss_mib and root.num_fds and root.open_files is not None
     assert "python" in root.cmd and len(root.cmd) <= 120
