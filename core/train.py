@@ -16,6 +16,7 @@ import sys
 import time
 import traceback
 from contextlib import nullcontext
+from pathlib import Path
 
 import torch
 import torch.distributed
@@ -137,6 +138,7 @@ def run(args, p: Profile) -> int:
     t_start = time.time()
     say = print if dist.master else (lambda *a, **k: None)
     say(f"run dir: {run_dir}")
+    ended = False  # finish() ran
 
     def finish(
         status: str, reason: str, prog: RunProgress, code: int, extra=None, sync=True
@@ -170,7 +172,6 @@ def run(args, p: Profile) -> int:
     prog = RunProgress()
     summary: dict = {}
     env: dict = {}
-    ended = False  # finish() ran
     try:
         # until the loop, a stop ends the run at once: setting up writes nothing a
         # checkpoint holds, and tokenizing or generating a corpus can take minutes
@@ -263,7 +264,7 @@ def run(args, p: Profile) -> int:
             sink.write(E.Alert(level="error", code="nan_loss", message=msg))
             return finish("diverged", what, prog, 1)
 
-        def save(tags: list[str], val_loss: float | None):
+        def save(tags: list[str], val_loss: float | None) -> Path | None:
             """Rank 0 saves; returns the checkpoint's path (None on other ranks)."""
             if not dist.master:
                 return None
