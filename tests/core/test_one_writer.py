@@ -31,6 +31,28 @@ from tests.conftest import (
 
 
 @pytest.mark.slow
+def test_a_trainer_refuses_a_run_dir_whose_lock_is_held(tmp_path):
+    """This process holds the lock, as a live trainer would: nothing is written."""
+    rd = tmp_path / "run"
+    rd.mkdir()
+    fd, _ = lock_run_dir(rd)
+    try:
+        r = run_core(
+            "--run-dir",
+            str(rd),
+            "--resume",
+            "auto",
+            *sets(*TINY_WALKS, "train.max_steps=3", "train.epochs=null"),
+            timeout=120,
+        )
+    finally:
+        os.close(fd)
+    assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-2000:]
+    assert f"pid {os.getpid()}" in r.stderr and "Traceback" not in r.stderr
+    assert [f.name for f in rd.iterdir()] == [".trainer.lock"]
+
+
+@pytest.mark.heavy  # two trainers at once (~40 s on a busy 2-core box); CI runs it
 def test_a_second_trainer_on_a_live_run_dir_is_refused(tmp_path):
     rd = tmp_path / "run"
     short = sets(*TINY_WALKS, "train.max_steps=3", "train.epochs=null")

@@ -107,6 +107,7 @@ def test_sigterm_during_gate_generation(tmp_path):
     assert_eval_dropped(rd)
 
 
+@pytest.mark.heavy  # 60000 walks and a 4-layer model (~25 s on a busy 2-core box); CI runs it
 def test_sigterm_during_val_loss(tmp_path):
     # 30000 val windows through a 4-layer model, and a 64-walk gate: the eval is val loss
     cfg = ENDLESS + [
