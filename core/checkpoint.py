@@ -68,11 +68,17 @@ def _fsync_dir(d: Path) -> None:
 
 def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        # a failed write (a full disk: torch.save raises RuntimeError, not OSError)
+        # leaves no temporary behind to fill the disk further; `path` is untouched
+        tmp.unlink(missing_ok=True)
+        raise
     _fsync_dir(path.parent)
 
 
@@ -102,6 +108,16 @@ def save(ckpt_dir: Path, state: dict, meta: dict) -> Saved:
     atomic_write_text(sidecar_path(path), json.dumps(sidecar, indent=1) + "\n")
     atomic_write_text(ckpt_dir / LATEST, path.name + "\n")
     return Saved(path, size, digest, time.time() - t0)
+
+
+def add_tags(ckpt: Path, tags: list[str]) -> None:
+    """Add tags to a saved checkpoint's sidecar (rewritten atomically; the
+    checkpoint file, its size and hash are unchanged)."""
+    meta = read_sidecar(ckpt)
+    if meta is None:
+        raise ValueError(f"{sidecar_path(ckpt).name}: missing or not valid JSON")
+    meta["tags"] = [*meta["tags"], *(t for t in tags if t not in meta["tags"])]
+    atomic_write_text(sidecar_path(ckpt), json.dumps(meta, indent=1) + "\n")
 
 
 def load(path: Path) -> dict:
@@ -246,6 +262,24 @@ def retain(ckpt_dir: Path, keep_last: int) -> list[Path]:
                 pass
     for f in ckpt_dir.iterdir():  # our own temporaries from a killed save
         m = TMP_RE.match(f.name)
-        if m and int(m.group(3)) != os.getpid():
+        if m and not pid_alive(int(m.group(3))):
             f.unlink(missing_ok=True)
     return deleted
+
+
+def pid_alive(pid: int) -> bool:
+    """Is a process with this pid running (this one included)? A temporary whose
+    writer still runs may be a save under way in another process: never delete it.
+    A reused pid keeps a dead writer's temporary until that process ends: it costs
+    disk, never a checkpoint."""
+    if pid <= 0:
+        return False  # 0 and negatives name process groups, not a writer
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    except OverflowError:
+        return False  # no such pid can exist
+    return True

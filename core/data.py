@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,13 +172,36 @@ def train_tokenizer(
             bar.update(i + 1)
             yield d
 
-    tok.train_from_iterator(it(), trainer=trainer, length=len(docs))
+    in_worker(lambda: tok.train_from_iterator(it(), trainer=trainer, length=len(docs)), "tokenizer")
     bar.close()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     tok.save(str(tmp))
     os.replace(tmp, out)
     return tok
+
+
+def in_worker(fn: Callable[[], object], name: str) -> object:
+    """fn() on a daemon thread, waited for here. BPE merges run in native code for
+    minutes with no Python in between, so a stop signal's handler (which runs on
+    the main thread, between bytecodes) would wait for them; waiting here, the
+    main thread runs it at once, and a stop abandons the worker, which dies with
+    the process. Whatever fn raises is raised here."""
+    box: dict = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # handed to the waiting thread
+            box["error"] = e
+
+    t = threading.Thread(target=target, name=name, daemon=True)
+    t.start()
+    while t.is_alive():
+        t.join(0.2)
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
 
 
 def load_tokenizer(

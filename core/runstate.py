@@ -3,6 +3,8 @@ progress through the data, early-stopping state, curves, and every RNG."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import random
 import time
 from argparse import Namespace
@@ -47,6 +49,31 @@ def resolve_run_dir(args: Namespace, p: Profile) -> tuple[Path, Path | None]:
         n += 1
         d = LOGS / f"{stamp}-{p.name}-{n}"
     return d, None
+
+
+# -----------------------------------------------------------------------------
+# one writer per run directory
+
+LOCK = ".trainer.lock"
+
+
+def lock_run_dir(run_dir: Path) -> tuple[int | None, str]:
+    """Take `run_dir`'s writer lock for the life of this process: (fd, "") when
+    taken, (None, holder's pid or "unknown") when another process holds it. Two
+    trainers writing one run would interleave their events and checkpoints. The fd
+    is left open on purpose: the kernel drops an flock when its holder ends, however
+    it ends, so a stale lock file never blocks anyone. Under torchrun rank 0 alone
+    takes it (the other ranks write only their own files beside it)."""
+    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode("ascii", "replace").strip()
+        os.close(fd)
+        return None, holder if holder.isdigit() else "unknown"
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd, ""
 
 
 # -----------------------------------------------------------------------------
@@ -145,9 +172,10 @@ def save_checkpoint(
     ckpt_dir: Path, keep_last: int, model: torch.nn.Module, opt: torch.optim.Optimizer,
     prog: RunProgress, tags: list[str], val_loss: float | None, tokens: int,
     hashes: tuple[str, str], sink: E.Sink,
-) -> None:  # fmt: skip
+) -> Path:  # fmt: skip
     """Save the full state (rank 0 only) with its sidecar (`tokens` seen so far), apply
-    retention, and write the checkpoint event. `hashes`: (config hash, tokenizer hash)."""
+    retention, and write the checkpoint event; returns the checkpoint's path.
+    `hashes`: (config hash, tokenizer hash)."""
     cfg_hash, tok_hash = hashes
     state = {
         "model": model.state_dict(),
@@ -179,3 +207,4 @@ def save_checkpoint(
             tags=meta["tags"],
         )
     )
+    return s.path

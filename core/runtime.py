@@ -206,16 +206,26 @@ def environment(
 
 
 # -----------------------------------------------------------------------------
-# signals: SIGINT/SIGTERM stop after the step, SIGUSR1 saves, SIGUSR2 dumps stacks
+# signals: SIGINT/SIGTERM stop (at once where the work can be dropped, else after
+# the step or save under way), SIGUSR1 saves, SIGUSR2 dumps stacks
+
+
+class Interrupted(BaseException):
+    """SIGINT/SIGTERM inside an `abandonable` block. A BaseException, as
+    KeyboardInterrupt is, so that no `except Exception` on the way swallows it."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"signal {signum}")
+        self.signum = signum
 
 
 @dataclass
 class Signals:
-    stop: int | None = None  # the signal number that asked to stop
+    stop: int | None = None  # the signal number that asked to stop (the first one)
     save: bool = False
-    training: bool = False  # before the loop starts, a stop request interrupts at once
     stacks_dir: Path | None = None
     step: int = 0
+    _abandon: bool = field(default=False, repr=False)
     _fh_file: object = field(default=None, repr=False)
 
     def install(self) -> None:
@@ -230,10 +240,33 @@ class Signals:
             self._fh_file = open(self.stacks_dir / "faulthandler.txt", "a")
             faulthandler.register(signal.SIGUSR2, file=self._fh_file, all_threads=True, chain=True)
 
+    @contextmanager
+    def abandonable(self) -> Iterator[None]:
+        """A stop request raises Interrupted at once inside this block (on entry, if
+        one came before). Only for work that changes nothing a checkpoint or the
+        event log holds and can be dropped midway: data preparation, an eval. The
+        handler runs between two Python bytecodes of the main thread, so a native
+        call that holds the main thread for long belongs in a worker (see
+        data.train_tokenizer); elsewhere (a step, a save, recording an eval) a stop
+        only sets `stop`, read at the end of the step or save."""
+        self.set_abandonable(True)
+        try:
+            yield
+        finally:
+            self._abandon = False
+
+    def set_abandonable(self, on: bool) -> None:
+        """Open (or close) an abandonable stretch without a `with` block."""
+        if on and self.stop is not None:
+            raise Interrupted(self.stop)
+        self._abandon = on
+
     def _on_stop(self, signum: int, frame: FrameType | None) -> None:
-        self.stop = signum
-        if not self.training:
-            raise KeyboardInterrupt
+        if self.stop is None:
+            self.stop = signum
+        if self._abandon:
+            self._abandon = False  # raise once: a second signal never cuts the save that follows
+            raise Interrupted(self.stop)
 
     def _on_save(self, signum: int, frame: FrameType | None) -> None:
         self.save = True

@@ -3,7 +3,8 @@
 Writes logs/<run-id>/ as docs/architecture.md says: run.yaml, events.jsonl,
 checkpoints/, result.json, report.md, stacks/ on SIGUSR2.
 Exit codes: 0 completed / gate passed / early stopped, 1 diverged or failed,
-2 bad profile or data, 130 SIGINT, 143 SIGTERM.
+2 bad profile or data, or the run directory in use by another trainer,
+130 SIGINT, 143 SIGTERM (within seconds, from any phase: see runtime.Signals).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 import time
 import traceback
 from contextlib import nullcontext
+from pathlib import Path
 from typing import cast
 
 import torch
@@ -22,6 +24,7 @@ import torch.distributed
 import yaml
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from core import checkpoint as C
 from core import events as E
 from core.config import Profile, ProfileError, config_hash, load_profile, to_dict
 from core.data import load_data
@@ -30,9 +33,18 @@ from core.evaluate import autocast, evaluate, record_eval
 from core.model import GPT, GPTConfig
 from core.ranklog import FwdTimer, rank_log
 from core.report import write_report, write_result
-from core.runstate import RunProgress, load_resume, resolve_run_dir, resume_from, save_checkpoint
+from core.runstate import (
+    LOCK,
+    RunProgress,
+    load_resume,
+    lock_run_dir,
+    resolve_run_dir,
+    resume_from,
+    save_checkpoint,
+)
 from core.runtime import (
     HeartbeatThread,
+    Interrupted,
     Signals,
     agree,
     end_dist,
@@ -101,8 +113,23 @@ def run(args: argparse.Namespace, p: Profile) -> int:
     dtype = pick_dtype(p.train.dtype, device)
     # rank 0's answer: another rank's clock may tick into the next second's run id
     run_dir, resume_path = share(dist, resolve_run_dir(args, p))
+    holder = None
     if dist.master:
         run_dir.mkdir(parents=True, exist_ok=True)
+        lock, holder = lock_run_dir(run_dir)  # held (fd open) until the process ends
+    holder = share(dist, holder)
+    if holder:  # before anything is written: the run belongs to the other trainer
+        if dist.master:
+            print(
+                f"error: {run_dir} is in use: another trainer (pid {holder}) holds "
+                f"{run_dir / LOCK}. Two trainers writing one run directory interleave their "
+                "events and checkpoints, so this one stops before writing anything (a --resume "
+                f"into a live run is refused the same way). Wait for it to end, stop it "
+                f"(kill -TERM {holder}: it saves and exits), or give this run another --run-dir.",
+                file=sys.stderr,
+            )
+        end_dist(dist, sync=False)
+        return 2
     ckpt_dir = run_dir / "checkpoints"
     # DDP: events, checkpoints, result and report are rank 0's; every rank writes its own
     # ranks/rank-N.jsonl (core/ranklog.py) and dumps its stacks on SIGUSR2
@@ -113,6 +140,7 @@ def run(args: argparse.Namespace, p: Profile) -> int:
     t_start = time.time()
     say = print if dist.master else (lambda *a, **k: None)
     say(f"run dir: {run_dir}")
+    ended = False  # finish() ran
 
     def finish(
         status: str,
@@ -122,13 +150,26 @@ def run(args: argparse.Namespace, p: Profile) -> int:
         extra: dict | None = None,
         sync: bool = True,
     ) -> int:
+        nonlocal ended
+        ended = True
+        sig.set_abandonable(False)  # a signal now must not cut the ending short
         wall = time.time() - t_start
         heart.close()
-        ranks.close(prog.step, status, code)
+        writes = [("ranks/", lambda: ranks.close(prog.step, status, code))]
         if dist.master:
-            sink.write(E.RunEnd(status=status, step=prog.step, reason=reason, wall_s=wall))
-            write_result(run_dir, p, status, reason, prog, wall, summary, extra or {})
-            write_report(run_dir, p, status, reason, prog, wall, summary, env)
+            writes += [
+                ("run_end", lambda: sink.write(
+                    E.RunEnd(status=status, step=prog.step, reason=reason, wall_s=wall))),
+                ("result.json", lambda: write_result(
+                    run_dir, p, status, reason, prog, wall, summary, extra or {})),
+                ("report.md", lambda: write_report(
+                    run_dir, p, status, reason, prog, wall, summary, env)),
+            ]  # fmt: skip
+        for what, write in writes:
+            try:  # each on its own: a full disk or a bug in one must not lose the others
+                write()
+            except Exception as e:
+                print(f"warning: could not write {what}: {type(e).__name__}: {e}", file=sys.stderr)
         say(f"run {status}: {reason} (step {prog.step}, {wall:.1f}s) -> {run_dir}")
         sink.close()
         end_dist(dist, sync)
@@ -139,6 +180,10 @@ def run(args: argparse.Namespace, p: Profile) -> int:
     summary: dict = {}
     env: dict = {}
     try:
+        # until the loop, a stop ends the run at once: setting up writes nothing a
+        # checkpoint holds, and tokenizing or generating a corpus can take minutes
+        sig.set_abandonable(True)
+
         # --- data ----------------------------------------------------------------
         torch.manual_seed(p.train.seed)  # the same on every rank: DDP starts from one model
         with local_rank_first(dist):
@@ -232,20 +277,29 @@ def run(args: argparse.Namespace, p: Profile) -> int:
             sink.write(E.Alert(level="error", code="nan_loss", message=msg))
             return finish("diverged", what, prog, 1)
 
-        def save(tags: list[str], val_loss: float | None) -> None:
-            if dist.master:
-                save_checkpoint(
+        def save(tags: list[str], val_loss: float | None) -> Path | None:
+            """Rank 0 saves; returns the checkpoint's path (None on other ranks)."""
+            if not dist.master:
+                return None
+            try:
+                return save_checkpoint(
                     ckpt_dir, p.checkpoint.keep_last, raw_model, opt, prog, tags, val_loss,
                     prog.step * tokens_per_step, (cfg_hash, tok_hash), sink,
                 )  # fmt: skip
+            except Exception as e:  # a full disk: torch raises RuntimeError, not OSError
+                raise RuntimeError(
+                    f"checkpoint save at step {prog.step} failed ({type(e).__name__}: {e}); "
+                    "latest still names the last good checkpoint"
+                ) from e
 
         def do_eval() -> tuple[str | None, float, bool]:
             """Evaluate; returns (a status that ends the run or None, val loss, improved)."""
             sink.write(E.Phase(name="eval", done=0, total=1))  # a gate eval can take seconds
-            r = evaluate(
-                raw_model, val, p, device, dtype, prog.step, d.graph, d.val_walks, d.tok,
-                dist.rank, WS,
-            )  # fmt: skip
+            with sig.abandonable():  # a stop drops the eval (minutes for a big gate) unrecorded
+                r = evaluate(
+                    raw_model, val, p, device, dtype, prog.step, d.graph, d.val_walks, d.tok,
+                    dist.rank, WS,
+                )  # fmt: skip
             sink.write(E.Phase(name="eval", done=1, total=1))
             verdict: tuple[str | None, bool, bool | None] = (None, False, None)
             if dist.master:
@@ -257,8 +311,8 @@ def run(args: argparse.Namespace, p: Profile) -> int:
                 prog.gate = {"passed": passed}
             return status, r.val_loss, improved
 
+        sig.set_abandonable(False)  # from here a stop is read after the step or save under way
         heart.start()
-        sig.training = True
         sink.write(E.Phase(name="train", done=prog.step, total=total))
         sig.step = prog.step
         net.train()
@@ -342,16 +396,22 @@ def run(args: argparse.Namespace, p: Profile) -> int:
             epoch_end = prog.batch_in_epoch >= steps_per_epoch
             last = prog.step >= total
             improved, vl = False, None  # vl stays None unless this step evaluated
+            cut = False  # a stop cut this step's eval short
             if (
                 (p.eval.every_steps and prog.step % p.eval.every_steps == 0)
                 or (p.eval.every_epoch and epoch_end)
                 or last
             ):
-                status, vl, improved = do_eval()
+                try:
+                    status, vl, improved = do_eval()
+                except Interrupted:
+                    # nothing of the eval was recorded; model and optimizer change only in
+                    # opt.step, so they hold this completed step: save it below and stop
+                    stop, cut = sig.stop, True
             if epoch_end:
                 prog.epoch += 1
                 prog.batch_in_epoch = 0
-            ending = status is not None or last
+            ending = (status is not None or last) and not cut
             due = (p.checkpoint.every_steps and prog.step % p.checkpoint.every_steps == 0) or (
                 p.checkpoint.every_epoch and epoch_end
             )
@@ -367,17 +427,25 @@ def run(args: argparse.Namespace, p: Profile) -> int:
                 tags += (["interrupt"] if stop and not ending else []) + (
                     ["best"] if improved else []
                 )
-                save(tags, vl)
+                saved = save(tags, vl)
                 sig.save = False
+                if not (stop or ending):
+                    # a stop that came during the save: this checkpoint is the last completed
+                    # step, so end on it (a second save of a big model would eat the grace)
+                    stop, _ = agree(dist, device, sig.stop, False)
+                    if stop and saved is not None:
+                        C.add_tags(saved, ["interrupt"])
             if ending:
                 break
             if stop:
                 sig.stop = sig.stop or stop  # a rank the signal did not reach exits as the others
+                where = "in the eval (dropped) " if cut else ""
                 return finish(
                     "interrupted",
-                    f"signal {stop}: stopped after step {prog.step}, checkpoint saved",
+                    f"signal {stop}: stopped {where}after step {prog.step}, checkpoint saved",
                     prog,
                     sig.exit_code,
+                    sync=not cut,  # ranks cut in the eval may be in different collectives
                 )
         if status is None:
             status = "completed"
@@ -390,8 +458,10 @@ def run(args: argparse.Namespace, p: Profile) -> int:
         if p.gate.metrics and status != "gate_passed":
             extra["failure"] = {"reason": "gate not passed", "gate": prog.gate}
         return finish(status, reasons[status], prog, 0, extra)
-    except KeyboardInterrupt:
-        msg = "interrupted before training started"
+    except Interrupted as e:
+        # data preparation or setup: nothing was trained here that a checkpoint lacks
+        # (a resumed run's `latest` is where it resumed from), so nothing to save
+        msg = f"signal {e.signum}: stopped before training started, at step {prog.step}"
         return finish("interrupted", msg, prog, sig.exit_code, sync=False)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -400,6 +470,21 @@ def run(args: argparse.Namespace, p: Profile) -> int:
         traceback.print_exc()
         sink.write(E.Alert(level="error", code="exception", message=f"{type(e).__name__}: {e}"))
         return finish("failed", f"{type(e).__name__}: {e}", prog, 1, sync=False)
+    finally:
+        if not ended:  # something escaped every handler above: still end the event log
+            sig.set_abandonable(False)
+            heart.close()
+            exc = sys.exc_info()[1]
+            why = f"{type(exc).__name__}: {exc}" if exc else "ended without a verdict"
+            try:
+                sink.write(
+                    E.RunEnd(
+                        status="failed", step=prog.step, reason=why, wall_s=time.time() - t_start
+                    )
+                )
+            except Exception:
+                pass  # the sink itself failed: nothing left to tell it
+            sink.close()
 
 
 if __name__ == "__main__":

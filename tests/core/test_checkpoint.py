@@ -1,5 +1,8 @@
 import json
+import subprocess
+import sys
 
+import pytest
 import torch
 
 from core import checkpoint as C
@@ -100,3 +103,49 @@ def test_leftover_temporaries_from_a_killed_save_are_cleaned_but_only_ours(tmp_p
     names = {p.name for p in tmp_path.iterdir()}
     assert ".hidden-user-file" in names
     assert not any(n.endswith("tmp-999999") for n in names)
+
+
+def test_retention_never_deletes_a_live_process_temporaries(tmp_path):
+    """Another trainer mid-save in the same folder: its temporaries stay while it runs."""
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    try:
+        (tmp_path / f".step-0000005.pt.tmp-{live.pid}").write_bytes(b"half")
+        (tmp_path / f".step-0000005.json.tmp-{live.pid}").write_bytes(b"half")
+        (tmp_path / f".step-0000004.pt.tmp-{dead.pid}").write_bytes(b"half")
+        _save(tmp_path, 1)
+        C.retain(tmp_path, keep_last=3)
+        names = {p.name for p in tmp_path.iterdir()}
+        assert f".step-0000005.pt.tmp-{live.pid}" in names
+        assert f".step-0000005.json.tmp-{live.pid}" in names
+        assert f".step-0000004.pt.tmp-{dead.pid}" not in names
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_a_failed_save_removes_its_temporary_and_keeps_latest(tmp_path, monkeypatch):
+    """A full disk: torch.save raises RuntimeError (not OSError) after writing part of the file."""
+    good = _save(tmp_path, 1)
+
+    def full_disk(obj, f, *a, **k):
+        f.write(b"x" * 4096)
+        raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 4096")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(RuntimeError, match="unexpected pos"):
+        _save(tmp_path, 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "latest",
+        "step-0000001.json",
+        "step-0000001.pt",
+    ]
+    assert C.latest(tmp_path) == good and C.verify(good, deep=True) is None
+
+
+def test_add_tags_rewrites_the_sidecar_and_the_checkpoint_still_verifies(tmp_path):
+    p = _save(tmp_path, 3, tags=["best"])
+    C.add_tags(p, ["interrupt", "best"])
+    assert C.read_sidecar(p)["tags"] == ["latest", "best", "interrupt"]
+    assert C.verify(p, deep=True) is None
