@@ -121,7 +121,7 @@ class TrainConfig:
     device: str = "auto"
     "auto | cpu | cuda"
     dtype: str = "auto"
-    "auto (bf16 on cuda, fp32 on cpu) | float32 | bfloat16"
+    "auto (bf16 on cuda, fp32 on cpu) | float32 | bfloat16 (cuda only: on cpu the run is fp32, with a warning)"
     compile: bool = False
     "torch.compile the model"
     seed: int = 1337
