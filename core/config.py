@@ -13,17 +13,19 @@ import glob
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from core.yamlmap import ErrFn, Problem, ProfileError, _build, _parse_yaml
+from core.yamlmap import ErrFn, Problem, ProfileError, _build, _parse_yaml, line_of, show
 
 __all__ = ["Profile", "Problem", "ProfileError", "load_profile", "config_hash", "gate_metric_names"]
 
 PROFILES_DIR = Path("profiles")
+NAME_RE = re.compile(r"[A-Za-z0-9._-]+")
 
 
 # -----------------------------------------------------------------------------
@@ -119,7 +121,7 @@ class TrainConfig:
     device: str = "auto"
     "auto | cpu | cuda"
     dtype: str = "auto"
-    "auto (bf16 on cuda, fp32 on cpu) | float32 | bfloat16"
+    "auto (bf16 on cuda, fp32 on cpu) | float32 | bfloat16 (cuda only: on cpu the run is fp32, with a warning)"
     compile: bool = False
     "torch.compile the model"
     seed: int = 1337
@@ -204,6 +206,14 @@ def _check_values(p: Profile, err: ErrFn) -> None:
             err(key, f"must be greater than 0, got {v}")
 
     d, t, m = p.data, p.train, p.model
+    if not NAME_RE.fullmatch(p.name) or p.name in (".", ".."):
+        # the run directory is logs/<time>-<name>: a '/' or '..' would put it elsewhere
+        fix = re.sub(r"[^A-Za-z0-9._-]+", "-", p.name).strip(".-") or "my-run"
+        err(
+            "name",
+            f"must be letters, digits, '.', '_' or '-' ([A-Za-z0-9._-]+, not '.' or '..'): "
+            f"it names the run directory under logs/; got {show(p.name)}, try {fix!r}",
+        )
     if d.source not in ("walks", "files"):
         err("data.source", f"expected 'walks' or 'files', got {d.source!r}")
     positive("data.context", d.context)
@@ -356,7 +366,7 @@ def load_profile(name_or_path: str, overrides: list[str] | tuple[str, ...] = ())
         set_keys[k.strip()] = ov
 
     def err(key: str, message: str) -> None:
-        line = lines.get(key) or lines.get(key.split("[")[0])
+        line = line_of(lines, key)
         origin = next((s for k, s in set_keys.items() if key == k or key.startswith(k + ".")), None)
         if origin:
             message += f" (from --set {origin})"

@@ -139,6 +139,26 @@ class Block(nn.Module):
 
 
 # -----------------------------------------------------------------------------
+# the optimizer's parameter groups
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups: matrices (embeddings, linear weights) decay, vectors (norm gains,
+    biases) do not, as in nanoGPT. Every trainable parameter lands in exactly one group
+    (a dim filter alone would leave 1-D ones out of the optimizer, not just spare
+    them decay). An empty group is left out: this model has no 1-D parameters, and
+    its optimizer state keeps the one-group layout that older checkpoints hold."""
+    params = [q for q in model.parameters() if q.requires_grad]  # tied weights once
+    decay = [q for q in params if q.dim() >= 2]
+    no_decay = [q for q in params if q.dim() < 2]
+    groups = [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+# -----------------------------------------------------------------------------
 # the model
 
 

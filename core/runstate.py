@@ -4,6 +4,7 @@ progress through the data, early-stopping state, curves, and every RNG."""
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 import random
 import time
@@ -91,6 +92,8 @@ class RunProgress:
         default_factory=lambda: {"train_loss": [], "val_loss": [], "eval_step": []}
     )
     gate: dict = field(default_factory=dict)
+    # (batch, accum, world) of the steps batch_in_epoch counts; [] in older checkpoints
+    shape: list = field(default_factory=list)
 
 
 def rng_state() -> dict:
@@ -166,6 +169,38 @@ def load_resume(
         )
     )
     return prog
+
+
+def carry_position(
+    prog: RunProgress,
+    shape: list[int],
+    steps_per_epoch: int,
+    sink: E.Sink,
+    say: Callable[[str], None],
+) -> None:
+    """Record the batch shape; after a resume in another shape, carry the place in the
+    epoch over. A step takes the next batch x accum x world windows of the epoch's
+    order, so the old count of steps means other windows in the new shape: go on at
+    the step that holds the first unused window (no window skipped, fewer than one
+    step's worth seen twice), or at the next epoch when less than a step is left."""
+    old, prog.shape = prog.shape, list(shape)
+    if not old or old == prog.shape:
+        return
+    per_old, per_new = math.prod(old), math.prod(shape)
+    used, epoch = prog.batch_in_epoch * per_old, prog.epoch
+    prog.batch_in_epoch = used // per_new
+    where = f"window {prog.batch_in_epoch * per_new} (step {prog.batch_in_epoch} of the epoch)"
+    if prog.batch_in_epoch >= steps_per_epoch:
+        prog.epoch, prog.batch_in_epoch = epoch + 1, 0
+        where = f"epoch {prog.epoch}, as less than a step of windows was left"
+    msg = (
+        f"resuming in another batch shape (batch x accum x world): the checkpoint used "
+        f"{' x '.join(map(str, old))} = {per_old} windows a step, this run "
+        f"{' x '.join(map(str, shape))} = {per_new}; {used} windows of epoch {epoch} were "
+        f"used, going on from {where}; the curve will not match an uninterrupted run"
+    )
+    say(f"warning: {msg}")
+    sink.write(E.Alert(level="warn", code="batch_shape_changed", message=msg))
 
 
 def save_checkpoint(

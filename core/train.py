@@ -30,12 +30,13 @@ from core.config import Profile, ProfileError, config_hash, load_profile, to_dic
 from core.data import load_data
 from core.errors import DataError
 from core.evaluate import autocast, evaluate, record_eval
-from core.model import GPT, GPTConfig
+from core.model import GPT, GPTConfig, param_groups
 from core.ranklog import FwdTimer, rank_log
 from core.report import write_report, write_result
 from core.runstate import (
     LOCK,
     RunProgress,
+    carry_position,
     load_resume,
     lock_run_dir,
     resolve_run_dir,
@@ -208,15 +209,21 @@ def run(args: argparse.Namespace, p: Profile) -> int:
         model = GPT(GPTConfig(vocab, context, p.model.n_layer, p.model.n_head, p.model.n_embd)).to(
             device
         )
-        decay = [q for q in model.parameters() if q.dim() >= 2]
         opt = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": p.train.weight_decay}],
+            param_groups(model, p.train.weight_decay),
             lr=p.train.lr,
             betas=(0.9, 0.95),
             fused=True,
         )
         peak, peak_src = peak_flops(device, dtype)
         env = environment(device, dtype, dist, peak, peak_src)
+        if p.train.dtype not in ("auto", env["dtype"]):  # bfloat16 asked on a CPU
+            msg = (
+                f"train.dtype {p.train.dtype} needs cuda (autocast); "
+                f"on {device} the run computes in {env['dtype']}"
+            )
+            say(f"warning: {msg}")
+            sink.write(E.Alert(level="warn", code="dtype_fallback", message=msg))
         cfg_hash = config_hash(p)
         tokens_per_step = B * A * WS * context
         flops_per_token = model.flops_per_token()
@@ -242,6 +249,7 @@ def run(args: argparse.Namespace, p: Profile) -> int:
             resume_path = share(dist, chosen)
             if resume_path is not None:
                 prog = load_resume(resume_path, tok_hash, cfg_hash, model, opt, sink, say)
+        carry_position(prog, [B, A, WS], steps_per_epoch, sink, say)
 
         if dist.master:
             (run_dir / "run.yaml").write_text(
@@ -415,6 +423,7 @@ def run(args: argparse.Namespace, p: Profile) -> int:
             due = (p.checkpoint.every_steps and prog.step % p.checkpoint.every_steps == 0) or (
                 p.checkpoint.every_epoch and epoch_end
             )
+            due = due or improved  # the best weights are saved when found, whatever the cadence
             if (ending or due or save_now or stop) and not all(
                 q.isfinite().all() for q in raw_model.parameters()
             ):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import reprlib
 import types
 import typing
 from collections.abc import Callable
@@ -52,17 +54,35 @@ class ProfileError(Exception):
 # YAML with line numbers: compose the node tree, keep each key path's line
 
 
-def _line_map(node: yaml.Node, prefix: str, lines: dict[str, int]) -> None:
+def _line_map(node: yaml.Node, prefix: str, lines: dict[str, int], seen: set[int]) -> None:
+    # An alias is the anchored node itself, so walking every path would expand
+    # aliases of aliases exponentially (a 300-byte "billion laughs"). Each node is
+    # walked once: keys under a second use of an anchor have no line of their own,
+    # and their problems are reported at the line of the key that uses the alias.
+    if id(node) in seen:
+        return
+    seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
         for k, v in node.value:
             key = f"{prefix}.{k.value}" if prefix else str(k.value)
             lines[key] = k.start_mark.line + 1
-            _line_map(v, key, lines)
+            _line_map(v, key, lines, seen)
     elif isinstance(node, yaml.SequenceNode):  # list items: steps[2].check
         for i, v in enumerate(node.value):
             key = f"{prefix}[{i}]"
             lines[key] = v.start_mark.line + 1
-            _line_map(v, key, lines)
+            _line_map(v, key, lines, seen)
+
+
+def line_of(lines: dict[str, int], key: str) -> int | None:
+    """The line of `key`, else of its nearest parent that has one (a key under an
+    alias, a list item of a flow list): `a.b[2].c` tries a.b[2].c, a.b[2], a.b, a."""
+    while key:
+        if key in lines:
+            return lines[key]
+        cut = max(key.rfind("."), key.rfind("["))
+        key = key[:cut] if cut > 0 else ""
+    return None
 
 
 def _parse_yaml(text: str, file: str) -> tuple[Any, dict[str, int]]:
@@ -78,12 +98,21 @@ def _parse_yaml(text: str, file: str) -> tuple[Any, dict[str, int]]:
         ) from None
     lines: dict[str, int] = {}
     if node is not None:
-        _line_map(node, "", lines)
+        _line_map(node, "", lines, set())
     return data, lines
 
 
 # -----------------------------------------------------------------------------
 # mapping plain data onto the dataclasses, collecting problems
+
+# a value quoted in a message is cut short: a list of aliases prints like it expands
+_repr = reprlib.Repr()
+_repr.maxlevel, _repr.maxlist, _repr.maxdict, _repr.maxstring, _repr.maxother = 2, 4, 4, 80, 80
+
+
+def show(value: Any, width: int = 100) -> str:
+    text = _repr.repr(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _type_name(tp: Any) -> str:
@@ -118,13 +147,13 @@ def _coerce(value: Any, tp: Any, key: str, err: ErrFn) -> Any:
         return _build(tp, value, key, err)
     if origin is list:
         if not isinstance(value, list):
-            err(key, f"expected {_type_name(tp)}, got {value!r}")
+            err(key, f"expected {_type_name(tp)}, got {show(value)}")
             return None
         (item,) = typing.get_args(tp)
         return [_coerce(v, item, f"{key}[{i}]", err) for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
-            err(key, f"expected {_type_name(tp)}, got {value!r}")
+            err(key, f"expected {_type_name(tp)}, got {show(value)}")
             return None
         _, vt = typing.get_args(tp)
         return {str(k): _coerce(v, vt, f"{key}.{k}", err) for k, v in value.items()}
@@ -137,18 +166,26 @@ def _coerce(value: Any, tp: Any, key: str, err: ErrFn) -> Any:
         if isinstance(value, float) and value.is_integer():
             return int(value)
     elif tp is float:
+        number = None
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             # YAML 1.1 reads `1e-4` (no dot) as a string; people mean a number.
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
+        if number is not None:
+            if math.isfinite(number):
+                return number
+            # no field here means anything by nan or inf: a budget, a rate or a
+            # threshold that is not a number fails later, and far from its cause
+            err(key, f"expected a finite number, got {show(value)}; write a plain number, e.g. 0.5")
+            return None
     elif tp is str:
         if isinstance(value, str):
             return value
-    err(key, f"expected {_type_name(tp)}, got {value!r}")
+    err(key, f"expected {_type_name(tp)}, got {show(value)}")
     return None
 
 
@@ -156,7 +193,7 @@ def _build(cls: type, raw: Any, prefix: str, err: ErrFn) -> Any:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        err(prefix, f"expected a mapping, got {raw!r}")
+        err(prefix, f"expected a mapping, got {show(raw)}")
         return cls()
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)

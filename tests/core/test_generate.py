@@ -51,7 +51,9 @@ def test_greedy_tokens_equal_a_full_recompute(model, t0, batch):
 
 def test_sampled_tokens_equal_with_a_fixed_generator(model):
     idx = torch.randint(0, 64, (4, 7), generator=torch.Generator().manual_seed(1))
-    a = model.generate(idx, 40, temperature=0.9, top_k=20, generator=torch.Generator().manual_seed(3))
+    a = model.generate(
+        idx, 40, temperature=0.9, top_k=20, generator=torch.Generator().manual_seed(3)
+    )
     b = reference(model, idx, 40, 0.9, 20, torch.Generator().manual_seed(3))
     assert torch.equal(a, b)
 

@@ -21,8 +21,9 @@ from tests.conftest import ENDLESS_WALKS, REPO, events
 
 pytestmark = pytest.mark.slow
 
-# no periodic checkpoints: every one this run makes is one the keys asked for
-LIVE = ENDLESS_WALKS + ["checkpoint.every_steps=1000000"]
+# no periodic checkpoints and no evals (an improved val loss saves the best weights):
+# every checkpoint this run makes is one the keys asked for
+LIVE = ENDLESS_WALKS + ["checkpoint.every_steps=1000000", "eval.every_steps=1000000"]
 
 
 async def until(pilot, cond, timeout: float = 120, what: str = "") -> None:
