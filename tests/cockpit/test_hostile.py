@@ -17,6 +17,7 @@ import pty
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -336,3 +337,64 @@ def test_clean_is_the_one_placeholder_function():
     assert clean("a\x1bb\tc\x00\x7f\x9b\ud800") == "a␛b\tc␀␡\ufffd\ufffd"
     assert clean("a\nb") == "a␊b" and clean("a\nb\x07", newlines=True) == "a\nb␇"
     assert clean("plain [/x]") == "plain [/x]"
+
+
+# -----------------------------------------------------------------------------
+# supervisor.json is a file anyone could have left behind: its pid and pgid are
+# checked against the live process before anything is signalled
+
+
+def _sleeper() -> subprocess.Popen:
+    return subprocess.Popen(["sleep", "60"], start_new_session=True)
+
+
+def test_pid_is_requires_the_create_time():
+    from cockpit.supervisor import _create_time, pid_is
+
+    me = os.getpid()
+    assert pid_is(me, _create_time(me))
+    assert not pid_is(me, None)  # any process could hold a recycled pid
+    assert not pid_is(me, _create_time(me) - 100)
+
+
+def test_kill_group_checks_the_pid_still_leads_the_group(tmp_path):
+    from cockpit.supervisor import Trainer, _create_time
+
+    stranger, ours = _sleeper(), _sleeper()
+    try:
+        # supervisor.json says pgid = the stranger's group, pid = a process that does not
+        # lead it (the pgid was recycled): only our pid is killed, never the group
+        t = Trainer(tmp_path, ours.pid, stranger.pid, _create_time(ours.pid))
+        t.kill_group()
+        assert ours.wait(5) == -9
+        assert stranger.poll() is None
+        # no create_time, or another one: not known to be ours, nothing is signalled
+        for ct in (None, _create_time(stranger.pid) - 100):
+            Trainer(tmp_path, stranger.pid, stranger.pid, ct).kill_group()
+            time.sleep(0.2)
+            assert stranger.poll() is None
+        # the pid that is ours and leads its group: the group goes
+        Trainer(tmp_path, stranger.pid, stranger.pid, _create_time(stranger.pid)).kill_group()
+        assert stranger.wait(5) == -9
+    finally:
+        for p in (stranger, ours):
+            p.kill()
+            p.wait()
+
+
+# -----------------------------------------------------------------------------
+# a key=value line of any length parses in linear time
+
+
+def test_kv_huge_line_is_fast():
+    from cockpit.wrap.adapters import kv
+
+    line = "step=5 loss=2.5 " + " ".join(f"k{i}={i}" for i in range(100_000))
+    p = kv.Parser()
+    t0 = time.perf_counter()
+    evs = p.feed(line)
+    took = time.perf_counter() - t0  # 10.9 s when each new shape of line compiled a pattern
+    assert evs and evs[0]["step"] == 5 and evs[0]["loss"] == 2.5
+    assert took < 1.0, f"a 100k-pair line took {took:.2f} s"
+    assert p.feed(line.replace("step=5", "step=6"))[0]["step"] == 6  # not a shape: searched
+    assert not p._shapes
