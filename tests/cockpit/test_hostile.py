@@ -15,6 +15,7 @@ import json
 import os
 import pty
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -398,3 +399,71 @@ def test_kv_huge_line_is_fast():
     assert took < 1.0, f"a 100k-pair line took {took:.2f} s"
     assert p.feed(line.replace("step=5", "step=6"))[0]["step"] == 6  # not a shape: searched
     assert not p._shapes
+
+
+# -----------------------------------------------------------------------------
+# a checkpoint corrupted on disk while a cockpit watches: both displays say INVALID
+
+RECORDED_RUN = REPO / "tests" / "recorded" / "runs" / "20260101-120000-demo-walks"
+
+
+def _corrupt(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # the same size: only the sha256 can tell
+    path.write_bytes(bytes(data))
+    st = path.stat()
+    os.utime(path, (st.st_atime, st.st_mtime + 5))  # a new version of the file
+
+
+def _verified(session) -> bool:
+    cks = [c for c in session.model.checkpoints.values() if c.present]
+    return bool(cks) and all(c.verified for c in cks)
+
+
+def test_corrupted_checkpoint_is_invalid_headless_and_in_the_panel(tmp_path):
+    from cockpit.ui.widgets.training import CheckpointsPanel
+
+    d = tmp_path / "logs" / RECORDED_RUN.name
+    shutil.copytree(RECORDED_RUN, d)
+    (d / "supervisor.json").unlink()  # nobody's process: no pid to look up
+    bad = d / "checkpoints" / "step-0000120.pt"
+
+    # headless: verified first, then corrupted while it watches
+    out = io.StringIO()
+    session = Session(d, None, notify=False, ckpt_every_s=0.05)
+    printer = HeadlessPrinter(session.model, out=out, tty=False)
+    try:
+        session.replay()
+        deadline = time.monotonic() + 30
+        while not _verified(session) and time.monotonic() < deadline:
+            session.tick()
+            printer.update()
+            time.sleep(0.05)
+        assert _verified(session), "the recorded checkpoints should verify"
+        assert "INVALID" not in out.getvalue()
+        _corrupt(bad)
+        deadline = time.monotonic() + 30
+        while "INVALID" not in out.getvalue() and time.monotonic() < deadline:
+            session.tick()
+            printer.update()
+            time.sleep(0.05)
+    finally:
+        printer.close()
+        session.close()
+    lines = [x for x in out.getvalue().splitlines() if "INVALID" in x]
+    assert lines and lines[0].startswith("checkpoint step-0000120.pt INVALID: "), out.getvalue()
+
+    # the TUI's checkpoints panel: ✗ on that checkpoint (its reason follows, past the width)
+    async def go():
+        app = CockpitApp("monitor", session=Session(d, None), logs=d.parent)
+        async with app.run_test(size=(160, 48)) as pilot:
+            panel = app.screen.query_one(CheckpointsPanel)
+            for _ in range(600):
+                text = panel.render().plain
+                if "✗" in text:
+                    break
+                await pilot.pause(0.05)
+            rows = [x for x in panel.render().plain.splitlines() if "✗" in x]
+            assert len(rows) == 1 and " 120 " in rows[0], panel.render().plain
+
+    run(go())
