@@ -8,8 +8,10 @@ import dataclasses
 import math
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cockpit.supervisor import log_tail
 from cockpit.wrap.adapters import clean
@@ -23,7 +25,7 @@ class WrappedRunStart(E.RunStart):
     wrapped: dict | None = None  # {"format", "command"}: readers that know no wrapping ignore it
 
 
-def _kind(annotation) -> str:
+def _kind(annotation: object) -> str:
     """A field's kind from its annotation ("int | None" -> "int"): what coerce() keeps."""
     base = str(annotation).split(" | ")[0].strip()
     if base in ("int", "float", "str", "bool"):
@@ -31,7 +33,7 @@ def _kind(annotation) -> str:
     return {"dict[str, float]": "numbers", "list[str]": "strings"}.get(base, "any")
 
 
-def _fields(cls) -> tuple[list[tuple[str, str]], list[tuple[str, str, object]]]:
+def _fields(cls: type) -> tuple[list[tuple[str, str]], list[tuple[str, str, Callable[[], Any]]]]:
     """([(required name, kind)], [(optional name, kind, its default or default factory)])
     of an event class."""
     req, opt = [], []
@@ -53,7 +55,7 @@ FIELDS["run_start"] = _fields(WrappedRunStart)
 DROP = object()  # coerce()'s answer for a value of the wrong type
 
 
-def _number(x) -> float | None:
+def _number(x: Any) -> float | None:
     if x.__class__ is float or x.__class__ is int:
         return x
     if isinstance(x, str):
@@ -64,7 +66,7 @@ def _number(x) -> float | None:
     return None
 
 
-def coerce(kind: str, x):
+def coerce(kind: str, x: Any) -> Any:
     """`x` as the schema's `kind` says, or DROP: 2.0 -> 2 for an int, "3.5" -> 3.5
     for a float, 7 -> "7" for a string; "one" for an int, a dict for a string and the
     like are dropped. None is kept (every figure may be unknown)."""
