@@ -6,11 +6,16 @@ wherever it is shown.
 
 Pure functions of values; imports nothing of the cockpit but the run model's
 statuses and the view's types. A value that is unknown is written "–".
+
+Text that comes from outside (a trainer's stdout, its events, a data file, a
+checklist) goes through clean() before any display shows it: control characters
+become visible placeholders, so no escape sequence reaches a terminal.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from typing import TYPE_CHECKING, Any
 
 from cockpit.model.runmodel import OK_STATUSES
@@ -20,6 +25,36 @@ if TYPE_CHECKING:  # types only: the view imports nothing of this module
 
 UNKNOWN = "–"
 MIB = 2**20
+
+# -----------------------------------------------------------------------------
+# foreign text
+
+# C0 controls but tab, DEL, C1 controls, and lone surrogates (from a JSON "\\ud800" or
+# a surrogateescape decode: they cannot be encoded, so a print of them raises)
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\ud800-\udfff]")
+# C0 and DEL as their Unicode control pictures (NUL -> ␀, ESC -> ␛, DEL -> ␡): one
+# cell wide like the character they stand for, so columns stay aligned, and they
+# say which control it was (U+FFFD would not; `^[` takes two cells). C1 controls
+# have no pictures, and a surrogate is no character: both become U+FFFD.
+_PICTURES = {c: chr(0x2400 + c) for c in range(0x20)} | {0x7F: "\u2421"}
+
+
+def _picture(m: re.Match) -> str:
+    return _PICTURES.get(ord(m[0]), "\ufffd")
+
+
+def clean(text: str, newlines: bool = False) -> str:
+    """Foreign text made safe to display: every control character but tab (and the
+    newline, with `newlines`) replaced by a visible placeholder, lone surrogates by
+    U+FFFD. Display it as plain text (Text/Content), never as markup."""
+    if not isinstance(text, str):
+        text = str(text)
+    if _CONTROL.search(text) is None:
+        return text
+    if newlines:
+        return "\n".join(_CONTROL.sub(_picture, x) for x in text.split("\n"))
+    return _CONTROL.sub(_picture, text)
+
 
 # -----------------------------------------------------------------------------
 # numbers

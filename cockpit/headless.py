@@ -5,7 +5,9 @@ Not a terminal: plain lines with no ANSI codes, one every `every_s` seconds and
 one per eval, plus alerts and checkpoints as they happen. A terminal: the same
 lines above a Rich progress bar for the steps and the current epoch. The
 printer reads the run through the same frozen RunView the TUI draws; it never
-samples, reads files or signals.
+samples, reads files or signals. Every line is plain text: what a trainer wrote
+(a reason, an alert, a path) is never read as Rich markup, and its control
+characters are shown as placeholders (cockpit.fmt.clean), never sent.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Table
+from rich.text import Text
 
-from cockpit.fmt import final_rows, fmt_bytes, fmt_duration, fmt_num, fmt_rate
+from cockpit.fmt import clean, final_rows, fmt_bytes, fmt_duration, fmt_num, fmt_rate
 from cockpit.model.runmodel import Figures, RunModel
 from cockpit.model.view import RunView, ViewBuilder
 
@@ -67,9 +70,9 @@ def eval_line(rec: dict, gate: dict | None, best: float | None) -> str:
     thresholds = (gate or {}).get("thresholds") or {}
     parts = []
     for k, v in metrics.items():
-        if k in thresholds and isinstance(v, int | float):
-            ok = "✓" if v >= thresholds[k] else "✗"
-            parts.append(f"{k} {v:.3f}/{thresholds[k]:g} {ok}")
+        th = thresholds.get(k)
+        if isinstance(th, int | float) and isinstance(v, int | float):
+            parts.append(f"{k} {v:.3f}/{th:g} {'✓' if v >= th else '✗'}")
         elif isinstance(v, int | float):
             parts.append(f"{k} {v:.3f}")
     if parts:
@@ -80,11 +83,12 @@ def eval_line(rec: dict, gate: dict | None, best: float | None) -> str:
 
 
 def final_table(v: RunView) -> Table:
-    t = Table(box=box.SIMPLE_HEAD, show_header=False, title=f"run {v.run_id}", title_justify="left")
+    title = Text(clean(f"run {v.run_id}"))
+    t = Table(box=box.SIMPLE_HEAD, show_header=False, title=title, title_justify="left")
     t.add_column(style="bold")
     t.add_column()
     for k, text in final_rows(v):
-        t.add_row(k, text)
+        t.add_row(k, Text(clean(text)))
     return t
 
 
@@ -116,7 +120,8 @@ class HeadlessPrinter:
         self._tasks: dict[str, TaskID] = {}
 
     def say(self, text: str) -> None:
-        self.console.print(text, markup=False)
+        """One line, as text: no markup, no emoji codes, control characters shown."""
+        self.console.print(Text(clean(text)))
 
     def update(self, now: float | None = None) -> RunView:
         """Print whatever is due. Cheap when nothing is."""
@@ -164,10 +169,10 @@ class HeadlessPrinter:
             if not f.total_steps:
                 return
             self._progress = Progress(
-                TextColumn("{task.description}"),
+                TextColumn("{task.description}", markup=False),
                 BarColumn(),
                 MofNCompleteColumn(),
-                TextColumn("{task.fields[extra]}"),
+                TextColumn("{task.fields[extra]}", markup=False),
                 console=self.console,
                 transient=False,
             )

@@ -72,14 +72,15 @@ def _create_time(pid: int) -> float | None:
 
 
 def pid_is(pid: int | None, create_time: float | None) -> bool:
-    """True when `pid` is alive (not a zombie) and is the process that started at create_time."""
-    if not pid:
+    """True when `pid` is alive (not a zombie) and is the process that started at
+    create_time. Without a create_time nothing says the pid was not recycled: False."""
+    if not pid or not isinstance(create_time, int | float):
         return False
     try:
         p = psutil.Process(pid)
         if p.status() == psutil.STATUS_ZOMBIE:
             return False
-        return create_time is None or abs(p.create_time() - create_time) < 0.5
+        return abs(p.create_time() - create_time) < 0.5
     except (psutil.Error, OSError):
         return False
 
@@ -263,14 +264,25 @@ class Trainer:
 
     def kill_group(self) -> None:
         """SIGKILL the trainer and everything in its process group (workers), and its
-        descendants in other sessions (torchrun starts each rank in its own)."""
-
+        descendants in other sessions (torchrun starts each rank in its own). Only a
+        trainer that is still the process we started (alive(): its create_time) is
+        killed, and its group only while it still leads it: a pid or pgid read from
+        supervisor.json may have been recycled by a stranger's process since."""
+        if not self.alive():
+            return
         try:
             kids = psutil.Process(self.pid).children(recursive=True)
         except psutil.Error:
             kids = []
         try:
-            os.killpg(self.pgid or self.pid, signal.SIGKILL)
+            leads = os.getpgid(self.pid) == (self.pgid or self.pid)
+        except OSError:
+            leads = False
+        try:
+            if leads:
+                os.killpg(self.pgid or self.pid, signal.SIGKILL)
+            else:
+                os.kill(self.pid, signal.SIGKILL)
         except OSError:
             pass
         for k in kids:

@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from cockpit.checks.base import Context
 from cockpit.checks.engine import StepResult, load_checklist, overall, run_every_step
 from cockpit.checks.postflight import joined
 from cockpit.checks.postflight_load import PostflightError, choose_checkpoint, read_run
-from cockpit.fmt import STEP_ICONS, STEP_STYLES
+from cockpit.fmt import STEP_ICONS, STEP_STYLES, clean
 from cockpit.model.runs import resolve
 from core.checkpoint import atomic_write_text
 from core.events import finite_or_none
@@ -139,31 +140,32 @@ def write_report_section(run_dir: Path, out: dict) -> Path:
 # the terminal
 
 
-def print_results(out: dict, fixes: dict[str, str]) -> None:
+def text(s: object, style: str = "") -> Text:
+    """What a run, a checkpoint or a sample says, as text: never markup, controls shown."""
+    return Text(clean(str(s)), style=style)
 
+
+def print_results(out: dict, fixes: dict[str, str]) -> None:
     con = Console(highlight=False)
     t = Table(
-        title=f"post-flight: {out['run']} on {out['checkpoint']} — {out['status']}",
+        title=text(f"post-flight: {out['run']} on {out['checkpoint']} — {out['status']}"),
         title_justify="left",
     )
     for col in ("", "step", "status", "message", "s"):
         t.add_column(col)
     for s in out["steps"]:
         t.add_row(
-            STEP_ICONS[s["status"]],
-            s["id"],
-            s["status"],
-            s["message"],
+            *map(text, (STEP_ICONS[s["status"]], s["id"], s["status"], s["message"])),
             f"{s['seconds']:.1f}",
             style=STEP_STYLES.get(s["status"]),
         )
     con.print(t)
     for s in out["steps"]:
         for f in s["findings"]:
-            con.print(f"[bold]{s['id']} {f['line']}[/] ({f['kind']})", markup=True)
-            con.print(f["preview"], markup=False)
+            con.print(text(f"{s['id']} {f['line']}", "bold") + text(f" ({f['kind']})"))
+            con.print(text(f["preview"]))
         if s["status"] == "FAIL" and fixes.get(s["id"]):
-            print(f"fix for {s['id']}: {fixes[s['id']]}")
+            con.print(text(f"fix for {s['id']}: {fixes[s['id']]}"))
 
 
 # -----------------------------------------------------------------------------

@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from cockpit.checks.base import Context
 from cockpit.checks.engine import Checklist, StepResult, overall, run_checklist
 from cockpit.checks.preflight import prepare, summary_rows, to_json
 from cockpit.checks.registry import all_kinds
-from cockpit.fmt import STEP_ICONS, STEP_STYLES
+from cockpit.fmt import STEP_ICONS, STEP_STYLES, clean
 from cockpit.ui.app import run_wizard
 from core.config import ProfileError
 
@@ -25,7 +26,11 @@ if TYPE_CHECKING:
     from argparse import Namespace
 
 # -----------------------------------------------------------------------------
-# printing
+# printing: what a checklist, a data file or a profile says is text, never markup
+
+
+def text(s: object, style: str = "") -> Text:
+    return Text(clean(str(s)), style=style)
 
 
 def run_printed(cl: Checklist, ctx: Context, fix: bool = False) -> list[StepResult]:
@@ -35,7 +40,7 @@ def run_printed(cl: Checklist, ctx: Context, fix: bool = False) -> list[StepResu
         results = run_checklist(cl, ctx, fix=fix)
     else:
         with Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             BarColumn(),
             TimeElapsedColumn(),
             console=err,
@@ -45,9 +50,8 @@ def run_printed(cl: Checklist, ctx: Context, fix: bool = False) -> list[StepResu
 
             def update(r: StepResult) -> None:
                 done, total = r.progress or (0, None)
-                bar.update(
-                    task, description=f"{r.id}: {r.status.lower()}", completed=done, total=total
-                )
+                desc = clean(f"{r.id}: {r.status.lower()}")
+                bar.update(task, description=desc, completed=done, total=total)
 
             results = run_checklist(cl, ctx, update, fix=fix)
     print_results(cl, ctx, results)
@@ -58,23 +62,24 @@ def print_results(cl: Checklist, ctx: Context, results: list[StepResult]) -> Non
     con = Console(highlight=False)
     status = overall(results)
     t = Table(
-        title=f"pre-flight: {cl.name} for {ctx.profile.name} — {status}", title_justify="left"
+        title=text(f"pre-flight: {cl.name} for {ctx.profile.name} — {status}"),
+        title_justify="left",
     )
     for col in ("", "step", "status", "message"):
         t.add_column(col)
     for r in results:
-        t.add_row(STEP_ICONS[r.status], r.id, r.status, r.message, style=STEP_STYLES.get(r.status))
+        row = (STEP_ICONS[r.status], r.id, r.status, r.message)
+        t.add_row(*map(text, row), style=STEP_STYLES.get(r.status))
     con.print(t)
     for r in results:
         for fnd in r.findings[:10]:
             con.print(
-                f"  {r.id}: {fnd['file']}:{fnd['line']} {fnd['kind']}: {fnd['preview']}",
-                markup=False,
+                text(f"  {r.id}: {fnd['file']}:{fnd['line']} {fnd['kind']}: {fnd['preview']}")
             )
         if len(r.findings) > 10:
-            con.print(f"  {r.id}: … and {len(r.findings) - 10} more (--json lists them)")
+            con.print(text(f"  {r.id}: … and {len(r.findings) - 10} more (--json lists them)"))
         if r.fixed:
-            con.print(f"  {r.id}: fixed: {r.fixed['path']}", markup=False)
+            con.print(text(f"  {r.id}: fixed: {r.fixed['path']}"))
     kinds = all_kinds()
     for spec, r in zip(cl.steps, results, strict=True):
         if r.status != "FAIL":
@@ -83,11 +88,11 @@ def print_results(cl: Checklist, ctx: Context, results: list[StepResult]) -> Non
         fix = spec.fix or "see the message above"
         if auto and "--fix" not in fix:
             fix += " (--fix applies it)"
-        con.print(f"fix for {r.id}: {fix}", markup=False)
+        con.print(text(f"fix for {r.id}: {fix}"))
     if status != "FAIL":
         s = Table(show_header=False, box=None, title="summary", title_justify="left")
         for label, value in summary_rows(ctx):
-            s.add_row(label, value)
+            s.add_row(text(label), text(value))
         con.print(s)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cockpit.commands.follow import use_tui
-from cockpit.fmt import fmt_duration, fmt_num
+from cockpit.fmt import clean, fmt_duration, fmt_num
 from cockpit.model.runs import list_runs
 from cockpit.ui.app import run_tui
 
@@ -27,8 +27,11 @@ def cmd_runs(args: Namespace) -> int:
     for r in rows:
         step = f"{r.step}/{r.total_steps}" if r.total_steps else str(r.step)
         started = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started)) if r.started else "–"
+        # names and statuses come from the runs' own files: controls shown, not sent
         print(
-            f"{r.run_id:<40} {r.profile:<14} {r.status:<13} {step:>13} {fmt_num(r.best_val):>9} "
-            f"{r.gate:<10} {started:<16} {fmt_duration(r.wall_s):>8}"
+            clean(
+                f"{r.run_id:<40} {r.profile:<14} {r.status:<13} {step:>13} {fmt_num(r.best_val):>9} "
+                f"{r.gate:<10} {started:<16} {fmt_duration(r.wall_s):>8}"
+            )
         )
     return 0

@@ -248,14 +248,19 @@ def overfitting(m: RunModel, cfg: HealthConfig, now: float) -> Finding | None:
 
 
 def input_bound(m: RunModel, cfg: HealthConfig, now: float) -> Finding | None:
-    pts = [p for p in m.busy_hist if p[0] >= now - cfg.input_window_s]
-    if not _live(m) or len(pts) < 3 or pts[-1][0] - pts[0][0] < 0.8 * cfg.input_window_s:
+    """Every sample of the last input_window_s starving (the GPU idle, the main thread
+    busy): the newest run of such samples spans the whole window, as the README says."""
+    if not _live(m):
         return None
-    starving = all(
-        g < cfg.input_gpu_util_pct and c is not None and c >= cfg.input_main_thread_pct
-        for _, g, c in pts
-    )
-    if not starving:
+    pts = []  # the newest run of starving samples, newest first
+    for p in reversed(m.busy_hist):
+        _, g, c = p
+        if not (g < cfg.input_gpu_util_pct and c is not None and c >= cfg.input_main_thread_pct):
+            break
+        pts.append(p)
+    if len(pts) < 3 or now - pts[0][0] > cfg.input_window_s:
+        return None
+    if pts[0][0] - pts[-1][0] < cfg.input_window_s:
         return None
     g = statistics.fmean(p[1] for p in pts)
     return Finding(

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cockpit.supervisor import LOGS, pid_is, read_info
+from cockpit.supervisor import LOGS, announced, pid_is, read_info
 from core.jsonl import JsonlReader, tail_objects, type_filter
 
 
@@ -96,6 +96,8 @@ def summarize(run_dir: Path) -> RunRow:
     start, end = ev.get("start") or {}, ev.get("end")
     sup = read_info(run_dir) or {}
     pid, ctime = sup.get("pid") or start.get("pid"), sup.get("create_time")
+    if ctime is None:  # a loop of its own (no supervisor): the pid that announced itself
+        ctime = announced(pid, start.get("t"))
     step = max(ev["step"], ev.get("t_last") or 0, (end or {}).get("step") or 0)
     if end is not None:
         status = end.get("status") or "completed"

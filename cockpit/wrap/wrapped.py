@@ -19,7 +19,9 @@ printed: parameters, tokens per step, total steps), at the end a run_end whose
 status comes from the exit code, written from the Trainer's on_exit hook
 before supervisor.json records the exit code (no reader sees the process gone
 with its run_end still to come). Events have the fields of core.events'
-dataclasses; they are encoded with orjson and written in one write of complete
+dataclasses, each coerced to its type (a printed `"epoch": "one"` is dropped to
+None, counted in adapter.json's dropped_fields, and said once in a bad_fields
+alert: a display never meets a figure of the wrong type); they are encoded with orjson and written in one write of complete
 lines per read (JsonlSink's stdlib json costs 19 us an event on a slow core,
 more than the parse).
 
@@ -90,6 +92,7 @@ class Adapting:
         self.started = self.ended = False  # this part's run_start / run_end written
         self.last_step = 0
         self.n_events = 0  # written by this object
+        self.dropped = 0  # event fields of a wrong type dropped (saved: adapter.json)
         self.owner = False  # holds the lock: the one writer
         self.more = False  # the last read left bytes to read
         self.error: str | None = None  # an I/O error that stopped the adapting
@@ -144,6 +147,7 @@ class Adapting:
             "started": self.started,
             "ended": self.ended,
             "last_step": self.last_step,
+            "dropped_fields": self.dropped,
             "events_bytes": size(self.run_dir / "events.jsonl"),
             "adapter": self.adapter.state(),
         }
@@ -167,6 +171,7 @@ class Adapting:
         self.t_begin = float(d.get("t_begin") or self.t_begin)
         self.started, self.ended = bool(d.get("started")), bool(d.get("ended"))
         self.last_step = int(d.get("last_step") or 0)
+        self.dropped = int(d.get("dropped_fields") or 0)
         self.adapter.restore(d.get("adapter") or {})
         # events written after the state was saved will be parsed again: skip them
         started, ended, self._skip = wrapstate.written_since(
@@ -263,9 +268,20 @@ class Adapting:
             self._write(ev, t)
 
     def _write(self, d: dict, t: float) -> None:
-        ev = event_dict(d, t)
+        ev, dropped = event_dict(d, t)
         if ev is None:
             return
+        if dropped:  # a field of the wrong type ("epoch": "one"): None, counted, said once
+            self.dropped += len(dropped)
+            if self.dropped == len(dropped):
+                what = ", ".join(f"{n}={d.get(n)!r}"[:80] for n in dropped)
+                msg = (
+                    f"a {ev['type']} event had fields of the wrong type, dropped: {what} "
+                    f"(adapter.json counts every field dropped)"
+                )
+                self._write(
+                    {"type": "alert", "level": "warn", "code": "bad_fields", "message": msg}, t
+                )
         # orjson writes NaN/Inf as null, as core.events.encode does; 5x its speed
         line = orjson.dumps(ev) + b"\n"
         if self._skip:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from cockpit.collect.gpu import GpuSampler
 from cockpit.supervisor import Trainer
 from tests.conftest import (
     ENDLESS_WALKS,
@@ -31,6 +32,19 @@ from tests.conftest import (
 )
 
 pytestmark = pytest.mark.slow
+
+
+def _has_gpu() -> bool:
+    """The machine's GPU state, an input of these tests (asked as the cockpit asks)."""
+    s = GpuSampler()
+    try:
+        return s.sample().available
+    finally:
+        s.close()
+
+
+HAS_GPU = _has_gpu()
+GPU_RE = r"GPU [\d–]+%" if HAS_GPU else "no GPU"  # the summary line's end
 
 
 @pytest.fixture
@@ -106,7 +120,8 @@ def test_headless_plain_lines_when_not_a_terminal(run_dirs):
     for k, (s, line) in enumerate(zip(eval_steps, eval_lines, strict=True)):
         assert line.startswith(f"eval  step {s}/201 ")
         assert f" · epoch {k + 1}/3 · loss " in line
-        for part in (" · val ", " · lr ", " tok/s · ETA ", " · RSS ", " MiB · no GPU"):
+        gpu = " MiB · GPU " if HAS_GPU else " MiB · no GPU"  # the machine's, sampled
+        for part in (" · val ", " · lr ", " tok/s · ETA ", " · RSS ", gpu):
             assert part in line, line
     val = [e["val_loss"] for e in events(d) if e["type"] == "eval"]
     assert f"val {val[-1]:.4f}" in eval_lines[-1]
@@ -126,7 +141,7 @@ def test_headless_plain_lines_when_not_a_terminal(run_dirs):
     assert json.loads((d / "supervisor.json").read_text())["exit_code"] == 0
     # the cockpit recorded system samples while the run lived
     sysl = [json.loads(x) for x in (d / "system.jsonl").read_text().splitlines()]
-    assert sysl and all(x["type"] == "system" and x["gpu"]["available"] is False for x in sysl)
+    assert sysl and all(x["type"] == "system" and x["gpu"]["available"] is HAS_GPU for x in sysl)
     assert sysl[-1]["proc"]["root_pid"] == trainer_pid(d)
 
     # a replay of the finished run tells the same story, memory included
@@ -135,7 +150,7 @@ def test_headless_plain_lines_when_not_a_terminal(run_dirs):
     replayed = [x for x in w.stdout.splitlines() if x.startswith("eval  ")]
     strip = lambda x: re.sub(r" · (ETA|RSS) [^·]*", "", x)  # noqa: E731
     assert [strip(x) for x in replayed] == [strip(x) for x in eval_lines]
-    assert all(re.search(r" · RSS \d+ MiB · no GPU", x) for x in replayed)
+    assert all(re.search(r" · RSS \d+ MiB · " + GPU_RE, x) for x in replayed)
     assert "  status       completed (exit 0)" in w.stdout.splitlines()
 
 
@@ -258,7 +273,7 @@ def test_watch_finds_a_trainer_started_without_the_cockpit(run_dirs):
         out = Output(w)
         out.wait_for("eval  step 100/")
         # found by the pid its run_start announced: sampled like one of ours
-        out.wait_for(r"^step \d+/1000000 .* · RSS \d+ MiB · no GPU$", timeout=90, regex=True)
+        out.wait_for(rf"^step \d+/1000000 .* · RSS \d+ MiB · {GPU_RE}$", timeout=90, regex=True)
         core.send_signal(signal.SIGINT)
         assert out.finish(120) == 130
         assert "  status       interrupted" in out.text

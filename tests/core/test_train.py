@@ -195,6 +195,32 @@ def test_heartbeat_events_arrive_between_steps(tmp_path):
         proc.wait(60)
 
 
+def test_heartbeat_events_arrive_during_a_long_step(tmp_path):
+    """The heartbeat has its own thread: a long step (here 16 micro-batches of
+    accumulation) shows the trainer alive while it runs, not only after it."""
+    rd = tmp_path / "run"
+    cfg = TINY_WALKS + [
+        "train.max_steps=2",
+        "train.epochs=null",
+        "train.heartbeat_s=0.05",
+        "train.grad_accum=16",
+        "model.n_embd=128",
+        "eval.every_epoch=false",
+        "checkpoint.every_epoch=false",
+        "gate.metrics={}",
+    ]
+    run_core("--run-dir", str(rd), *sets(*cfg), check_rc=0)
+    evs = events(rd)
+    long = max((e for e in evs if e["type"] == "step"), key=lambda e: e["step_ms"])
+    # 1.1 s on two busy cores; a fast machine still takes several heartbeats' time
+    assert long["step_ms"] >= 200, f"the step took {long['step_ms']:.0f} ms: too short to tell"
+    t_end = long["t"]
+    t_start = t_end - long["step_ms"] / 1000
+    beats = [e for e in evs if e["type"] == "heartbeat" and t_start + 0.05 < e["t"] < t_end - 0.05]
+    assert len(beats) >= 2, f"{len(beats)} heartbeats in a {long['step_ms']:.0f} ms step"
+    assert all(b["step"] < long["step"] for b in beats)  # the step was still running
+
+
 def test_nan_loss_ends_diverged_and_keeps_the_good_checkpoint(tmp_path):
     rd = tmp_path / "run"
     # an absurd learning rate without clipping blows the weights up within a few steps

@@ -20,7 +20,7 @@ from cockpit.fmt import fmt_count, fmt_duration, fmt_num, fmt_rate, gate_text
 from cockpit.model.curve import ema
 from cockpit.model.view import RunView
 from cockpit.ui.pump import load_view
-from cockpit.ui.widgets.base import ACCENT, MUTED, PRIMARY, WARN, Lines, Panel
+from cockpit.ui.widgets.base import ACCENT, MUTED, PRIMARY, WARN, Lines, Panel, plain
 from cockpit.ui.widgets.chart import Series, plot, to_time
 from cockpit.ui.widgets.header import status_text
 
@@ -146,7 +146,9 @@ class CompareScreen(Screen):
         self.paths, self.first, self.clock = (Path(a), Path(b)), a_view, clock
 
     def compose(self) -> ComposeResult:
-        yield Label(f"A {self.paths[0].name}   vs   B {self.paths[1].name}", id="compare-title")
+        yield Label(
+            plain(f"A {self.paths[0].name}   vs   B {self.paths[1].name}"), id="compare-title"
+        )
         yield CompareChart(id="overlay", classes="panel")
         yield CompareTable(id="figures", classes="panel")
         yield Footer()

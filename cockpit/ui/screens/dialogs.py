@@ -13,7 +13,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
+from cockpit.fmt import clean
 from cockpit.model.runmodel import AlertRecord
+from cockpit.ui.widgets.base import plain, plain_page
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -31,8 +33,8 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Label(self.title_text, id="dialog-title")
-            yield Static(self.text, id="dialog-text")
+            yield Label(plain(self.title_text), id="dialog-title")
+            yield Static(plain_page(self.text), id="dialog-text")
             with Horizontal(id="dialog-buttons"):
                 yield Button(f"{self.yes} (y)", variant="error", id="yes")
                 yield Button("cancel (n)", id="no")
@@ -60,9 +62,9 @@ class TextScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="page"):
-            yield Label(self.title_text, id="dialog-title")
+            yield Label(plain(self.title_text), id="dialog-title")
             with VerticalScroll(id="page-body"):
-                yield Static(self.text or "(empty)", markup=False)
+                yield Static(plain_page(self.text or "(empty)"))
 
     # textual's is async and takes a result; this one always closes with None
     def action_dismiss(self) -> None:  # type: ignore[override]
@@ -72,7 +74,7 @@ class TextScreen(ModalScreen[None]):
 def alert_line(a: AlertRecord) -> str:
     when = time.strftime("%H:%M:%S", time.localtime(a.t))
     more = "  [details: enter]" if a.detail else ""
-    return f"{when} {a.level.upper():<5} {a.code}: {a.message}{more}"
+    return clean(f"{when} {a.level.upper():<5} {a.code}: {a.message}{more}")
 
 
 class AlertsScreen(ModalScreen[None]):
@@ -91,7 +93,8 @@ class AlertsScreen(ModalScreen[None]):
             if not self.alerts:
                 yield Static("no alerts so far")
             else:
-                yield OptionList(*(Option(alert_line(a)) for a in self.alerts), id="alert-list")
+                options = (Option(alert_line(a)) for a in self.alerts)
+                yield OptionList(*options, id="alert-list", markup=False)
 
     @on(OptionList.OptionSelected)
     def _open(self, event: OptionList.OptionSelected) -> None:

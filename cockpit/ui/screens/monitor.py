@@ -17,6 +17,7 @@ from textual.screen import Screen
 from textual.widgets import Footer
 from textual.worker import get_current_worker
 
+from cockpit.fmt import clean
 from cockpit.model.view import RunView
 from cockpit.session import Session
 from cockpit.ui.pump import Pump
@@ -144,15 +145,17 @@ class MonitorScreen(Screen):
             return
         for a in new[-3:]:
             more = "  (a: details)" if a.detail else ""
-            self.notify(
-                f"{a.code}: {a.message}{more}",
-                title=a.level.upper(),
+            self.notify(  # a trainer's words: plain text, controls shown
+                clean(f"{a.code}: {a.message}{more}"),
+                title=clean(a.level.upper()),
+                markup=False,
                 severity=LEVELS.get(a.level, "information"),
                 timeout=10,
             )
 
     def on_monitor_screen_notice(self, msg: Notice) -> None:
-        self.notify(msg.text, severity=LEVELS.get(msg.level, "information"), timeout=6)
+        level = LEVELS.get(msg.level, "information")
+        self.notify(clean(msg.text), severity=level, timeout=6, markup=False)
 
     def on_screen_resume(self) -> None:
         if self.view is not None:  # panels shown again after a resize or a screen on top

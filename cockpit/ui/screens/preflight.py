@@ -28,7 +28,8 @@ from cockpit.checks import preflight as pf
 from cockpit.checks.base import Context
 from cockpit.checks.engine import Checklist, StepResult, fix_and_rerun, overall, run_checklist
 from cockpit.checks.registry import all_kinds
-from cockpit.fmt import STEP_ICONS, STEP_STYLES
+from cockpit.fmt import STEP_ICONS, STEP_STYLES, clean
+from cockpit.ui.widgets.base import plain
 from cockpit.ui.widgets.steps import step_view, summary_view
 
 SUMMARY = "summary"
@@ -98,7 +99,7 @@ class PreflightScreen(Screen):
     # --- layout ---------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield Label(self._title(), id="pf-title")
+        yield Label(plain(self._title()), id="pf-title")
         with Horizontal(id="pf-body"):
             with Vertical(id="pf-left"):
                 yield Select([], prompt="profile", id="pf-profile", allow_blank=True)
@@ -156,7 +157,8 @@ class PreflightScreen(Screen):
         style = STEP_STYLES.get(r.status, "")
         status = r.status + ("✓" if r.status == "WARN" and r.id in self.accepted else "")
         secs = f"{r.seconds:.1f}" if r.seconds is not None else ""
-        return (Text(STEP_ICONS[r.status], style=style), r.id, Text(status, style=style), secs)
+        icon, name = Text(STEP_ICONS[r.status], style=style), Text(clean(r.id))  # str: markup
+        return (icon, name, Text(status, style=style), secs)
 
     # --- the worker -----------------------------------------------------------------
 
@@ -251,7 +253,7 @@ class PreflightScreen(Screen):
 
     def _describe(self) -> None:
         c = getattr(self, "choices", {}).get(self.ctx.profile_ref)
-        self.query_one("#pf-profile-desc", Label).update(c.description if c else "")
+        self.query_one("#pf-profile-desc", Label).update(plain(c.description if c else ""))
 
     @on(Select.Changed, "#pf-profile")
     def _profile_changed(self, m: Select.Changed) -> None:
@@ -260,12 +262,12 @@ class PreflightScreen(Screen):
         try:
             self.checklist, self.ctx = pf.prepare(str(m.value), [], logs=self.ctx.logs)
         except pf.ProfileError as e:
-            self.notify(str(e), severity="error", timeout=10)
+            self.notify(clean(str(e)), severity="error", timeout=10, markup=False)
             return
         self._fresh()
         self.accepted.clear()
         self.summary = []
-        self.query_one("#pf-title", Label).update(self._title())
+        self.query_one("#pf-title", Label).update(plain(self._title()))
         self._describe()
         self._fill_table()
         self._start(0)

@@ -18,8 +18,9 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from cockpit.fmt import fmt_duration, fmt_num, run_mark, run_tone
+from cockpit.fmt import clean, fmt_duration, fmt_num, run_mark, run_tone
 from cockpit.model.runs import RunRow, list_runs
+from cockpit.ui.widgets.base import plain
 
 # what matters first stays in view at 80 columns (the rest scrolls sideways)
 COLUMNS = ("run", "status", "step", "best val", "gate", "wall", "started", "profile")
@@ -27,21 +28,21 @@ TONE_STYLE = {"ok": "green", "done": "cyan", "warn": "yellow", "error": "red", "
 
 
 def status_cell(status: str) -> Text:
-    return Text(f"{run_mark(status)} {status}", style=TONE_STYLE[run_tone(status)])
+    return Text(clean(f"{run_mark(status)} {status}"), style=TONE_STYLE[run_tone(status)])
 
 
 def row_cells(r: RunRow, marked: bool) -> tuple:
     step = f"{r.step:,}/{r.total_steps:,}" if r.total_steps else f"{r.step:,}"
     started = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started)) if r.started else "–"
     return (
-        ("◆ " if marked else "  ") + r.run_id,
+        Text(clean(("◆ " if marked else "  ") + r.run_id)),  # a str cell is markup: Text
         status_cell(r.status),
         Text(step, justify="right"),
         Text(fmt_num(r.best_val), justify="right"),
-        r.gate,
+        Text(clean(r.gate)),
         Text(fmt_duration(r.wall_s), justify="right"),
-        started,
-        r.profile,
+        Text(started),
+        Text(clean(r.profile)),
     )
 
 
@@ -74,7 +75,7 @@ class RunsScreen(Screen):
         return Path(self._logs if self._logs is not None else self.app.logs)
 
     def compose(self) -> ComposeResult:
-        yield Label(f"Runs under {self.logs}/", id="runs-title")
+        yield Label(plain(f"Runs under {self.logs}/"), id="runs-title")
         yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
         yield Static("", id="runs-hint")
         yield Footer()
@@ -117,7 +118,7 @@ class RunsScreen(Screen):
             if self.rows
             else f"no runs under {self.logs}/ yet; start one with: cockpit run"
         )
-        self.query_one("#runs-hint", Static).update(hint)
+        self.query_one("#runs-hint", Static).update(plain(hint))
 
     def _current(self) -> RunRow | None:
         t = self.query_one(DataTable)
@@ -173,7 +174,7 @@ class RunPicker(ModalScreen[Path | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="page"):
             yield Label("Compare with which run?", id="dialog-title")
-            yield OptionList(id="pick")
+            yield OptionList(id="pick", markup=False)
 
     def on_mount(self) -> None:
         self._load()
@@ -188,10 +189,12 @@ class RunPicker(ModalScreen[Path | None]):
         ol = self.query_one(OptionList)
         for r in self.rows:
             ol.add_option(
-                Option(f"{r.run_id}  {r.status}  step {r.step:,}  best val {fmt_num(r.best_val)}")
+                Option(
+                    plain(f"{r.run_id}  {r.status}  step {r.step}  best val {fmt_num(r.best_val)}")
+                )
             )
         if not self.rows:
-            ol.add_option(Option(f"no other run under {self.logs}/", disabled=True))
+            ol.add_option(Option(plain(f"no other run under {self.logs}/"), disabled=True))
         else:
             ol.highlighted = 0
         ol.focus()

@@ -1,5 +1,8 @@
 """The panel every monitor area is: a widget that draws a RunView into its
-size, and redraws only when what it shows changed."""
+size, and redraws only when what it shows changed. A panel's text is plain
+text (Content parts, never markup), its control characters shown as
+placeholders (cockpit.fmt.clean): a trainer's line cannot style or drive the
+terminal."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from textual.content import Content
 from textual.timer import Timer
 from textual.widget import Widget
 
+from cockpit.fmt import clean
 from cockpit.model.view import RunView
 
 MUTED, ACCENT, PRIMARY = "$text-muted", "$text-accent", "$text-primary"
@@ -32,6 +36,17 @@ def gaps_trail(row: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return out
 
 
+def plain(text: object) -> Content:
+    """Foreign text (a run's name, a message, a path) for a Label, Static or Option:
+    Content, so never read as markup, with its control characters shown."""
+    return Content(clean(str(text)))
+
+
+def plain_page(text: str) -> Content:
+    """plain() of a page of lines (a stack dump, a log): its newlines kept."""
+    return Content(clean(text, newlines=True))
+
+
 class Lines:
     """Lines of (text, style) parts, each cropped to the width: what a panel draws."""
 
@@ -49,7 +64,8 @@ class Lines:
 
     def line(self, *parts: tuple[str, str] | str) -> Lines:
         if not self.full:
-            self.rows.append(gaps_trail([(p, "") if isinstance(p, str) else p for p in parts]))
+            row = [(clean(p), "") if isinstance(p, str) else (clean(p[0]), p[1]) for p in parts]
+            self.rows.append(gaps_trail(row))
         return self
 
     def pairs(self, *pairs: tuple[str, str, str], tail: tuple[str, str] = ("", "")) -> Lines:

@@ -13,7 +13,9 @@ unit glued to a number is honoured (`dt: 98.2ms`, `time=1.2s`, `mfu=41%`);
 Speed: a loop prints the same keys in the same order every time, so the shape
 of a line that gave events (its text with the numbers taken out) becomes an
 anchored pattern; the next lines of that shape are one match, not a search for
-pairs. A line of another shape takes the search, and may become a shape too.
+pairs. A line of another shape takes the search, and may become a shape too;
+a line of more than MAX_SHAPE_PAIRS pairs never does (its pattern would cost
+more to compile than the search it saves: 100k pairs took 11 s).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from cockpit.wrap.adapters.common import KEYS, KV, field_of, generic, mfu_from, 
 
 NAME = "kv"
 MAX_SHAPES = 4
+MAX_SHAPE_PAIRS = 32  # a training loop prints a dozen figures; a longer line is searched
 
 
 def _number(v: str) -> float:
@@ -144,8 +147,10 @@ class Parser:
         pairs = list(KV.finditer(line))
         if not pairs:
             return None
-        out, self.step = generic([(m[1], _number(m[2]), m[3] or "") for m in pairs], self.step)
-        if out:
+        # only the figures of known names are read (a line may have 100k other pairs)
+        figs = [(m[1], _number(m[2]), m[3] or "") for m in pairs if field_of(m[1]) is not None]
+        out, self.step = generic(figs, self.step)
+        if out and len(pairs) <= MAX_SHAPE_PAIRS:
             sh = Shape(line, pairs)
             if any(sh.rx.pattern == o.rx.pattern for o in self._shapes):
                 return out  # a line its own shape does not take (a nan step): no second copy

@@ -5,11 +5,13 @@ its core.events dataclass, the fields it does not know set to None."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cockpit.supervisor import log_tail
 from cockpit.wrap.adapters import clean
@@ -23,45 +25,100 @@ class WrappedRunStart(E.RunStart):
     wrapped: dict | None = None  # {"format", "command"}: readers that know no wrapping ignore it
 
 
-def _constant(v: object) -> Callable[[], object]:
-    return lambda: v
+def _kind(annotation: object) -> str:
+    """A field's kind from its annotation ("int | None" -> "int"): what coerce() keeps."""
+    base = str(annotation).split(" | ")[0].strip()
+    if base in ("int", "float", "str", "bool"):
+        return base
+    return {"dict[str, float]": "numbers", "list[str]": "strings"}.get(base, "any")
 
 
-def _fields(cls: type[E.Event]) -> tuple[list[str], list[tuple[str, Callable[[], object]]]]:
-    """(required names, [(optional name, its default or default factory)]) of an event class."""
-    req: list[str] = []
-    opt: list[tuple[str, Callable[[], object]]] = []
+def _fields(cls: type) -> tuple[list[tuple[str, str]], list[tuple[str, str, Callable[[], Any]]]]:
+    """([(required name, kind)], [(optional name, kind, its default or default factory)])
+    of an event class."""
+    req, opt = [], []
     for f in dataclasses.fields(cls):
         if f.name == "t":
             continue
         if f.default_factory is not dataclasses.MISSING:
-            opt.append((f.name, f.default_factory))
+            opt.append((f.name, _kind(f.type), f.default_factory))
         elif f.default is not dataclasses.MISSING:
-            opt.append((f.name, _constant(f.default)))
+            opt.append((f.name, _kind(f.type), lambda v=f.default: v))
         else:
-            req.append(f.name)
+            req.append((f.name, _kind(f.type)))
     return req, opt
 
 
 FIELDS = {name: _fields(cls) for name, cls in E.EVENT_TYPES.items()}
 FIELDS["run_start"] = _fields(WrappedRunStart)
 
+DROP = object()  # coerce()'s answer for a value of the wrong type
 
-def event_dict(d: dict, t: float) -> dict | None:
-    """An adapter's dict as the event its core.events dataclass would encode: the
-    schema's fields in its order, the ones the adapter does not know None (or
-    their default); None for a type the schema does not have."""
-    typ = d.get("type", "")
-    spec = FIELDS.get(typ)
+
+def _number(x: Any) -> float | None:
+    if x.__class__ is float or x.__class__ is int:
+        return x
+    if isinstance(x, str):
+        try:
+            return float(x)  # "3.5", "nan": a number printed as a string
+        except ValueError:
+            return None
+    return None
+
+
+def coerce(kind: str, x: Any) -> Any:
+    """`x` as the schema's `kind` says, or DROP: 2.0 -> 2 for an int, "3.5" -> 3.5
+    for a float, 7 -> "7" for a string; "one" for an int, a dict for a string and the
+    like are dropped. None is kept (every figure may be unknown)."""
+    if x is None or kind == "any":
+        return x
+    if kind == "float":
+        v = _number(x)
+        return DROP if v is None else float(v)
+    if kind == "int":
+        v = _number(x)
+        if v is None or not math.isfinite(v) or v != int(v):
+            return DROP
+        return int(v)
+    if kind == "str":
+        return x if isinstance(x, str) else str(x) if isinstance(x, int | float) else DROP
+    if kind == "bool":
+        return x if isinstance(x, bool) else DROP
+    if kind == "numbers":  # metrics, thresholds: names to numbers; other entries dropped
+        if not isinstance(x, dict):
+            return DROP
+        out = {str(k): _number(v) for k, v in x.items()}
+        return {k: float(v) for k, v in out.items() if v is not None}
+    if kind == "strings":  # tags
+        if not isinstance(x, list):
+            return DROP
+        return [str(v) for v in x if isinstance(v, str | int | float)]
+    return x
+
+
+def event_dict(d: dict, t: float) -> tuple[dict | None, list[str]]:
+    """An adapter's dict as the event its core.events dataclass would encode, and the
+    names of the fields dropped for a wrong type: the schema's fields in its order,
+    each coerced to its type (coerce()), the ones the adapter does not know (or that
+    were dropped) None or their default; None for a type the schema does not have."""
+    typ = d.get("type")
+    spec = FIELDS.get(typ) if isinstance(typ, str) else None
     if spec is None:
-        return None
+        return None, []
     tt = d.get("t")
-    out = {"v": E.SCHEMA_VERSION, "t": tt if isinstance(tt, int | float) else t, "type": typ}
-    for n in spec[0]:
-        out[n] = d.get(n)
-    for n, default in spec[1]:
-        out[n] = d[n] if n in d else default()
-    return out
+    ok_t = isinstance(tt, int | float) and not isinstance(tt, bool) and math.isfinite(tt)
+    out = {"v": E.SCHEMA_VERSION, "t": tt if ok_t else t, "type": typ}
+    dropped: list[str] = []
+    fields = [(n, kind, None) for n, kind in spec[0]] + spec[1]
+    for n, kind, default in fields:
+        x = d[n] if n in d else None if default is None else default()
+        v = coerce(kind, x)
+        if v is DROP:
+            v = None if default is None else default()
+        if v is not x and (v is None or isinstance(x, dict | list) and len(v) < len(x)):
+            dropped.append(n)  # the value, or some entries of it
+        out[n] = v
+    return out, dropped
 
 
 # -----------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import pytest
 
 from cockpit.checks.base import Context
 from cockpit.checks.engine import CHECKLISTS_DIR, load_checklist, run_checklist
+from cockpit.collect.gpu import GpuSampler
 from core.config import load_profile
 from core.yamlmap import ProfileError
 from tests.conftest import cockpit
@@ -104,12 +105,20 @@ def test_preflight_json_and_exit_codes(tmp_path):
     assert steps["tokenizer"]["status"] == steps["compression"]["status"] == "SKIP"
     assert set(disk) == {"id", "title", "status", "message", "figures", "findings", "seconds"}
     assert disk["figures"]["free_mib"] > disk["figures"]["need_mib"] > 0
-    # this machine has no GPU: fine for a CPU profile, a FAIL for one that asks for CUDA
-    assert gpu["status"] == "PASS" and gpu["message"].startswith("no GPU (")
+    # the machine's GPU state is an input: asked of the sampler the step uses
+    sampler = GpuSampler()
+    has_gpu = sampler.sample().available
+    sampler.close()
     r = cockpit("preflight", "--json", "--set", "train.device=cuda")
-    assert r.returncode == 1
-    gpu = json.loads(r.stdout)["steps"][-1]
-    assert gpu["status"] == "FAIL" and "train.device=cuda, but there is no GPU" in gpu["message"]
+    cuda = json.loads(r.stdout)["steps"][-1]
+    if not has_gpu:  # fine for a CPU profile, a FAIL for one that asks for CUDA
+        assert gpu["status"] == "PASS" and gpu["message"].startswith("no GPU (")
+        assert r.returncode == 1
+        assert cuda["status"] == "FAIL"
+        assert "train.device=cuda, but there is no GPU" in cuda["message"]
+    else:  # the devices are listed, for a CPU profile and a CUDA one alike
+        assert gpu["figures"]["devices"] >= 1 and " GPU(s), driver " in gpu["message"]
+        assert cuda["figures"]["devices"] >= 1 and "no GPU" not in cuda["message"]
     # a run that would keep more checkpoints than the disk holds (the disk step alone:
     # the full checklist above already ran the probe)
     disk_only = write(

@@ -150,10 +150,28 @@ def test_input_bound_needs_an_idle_gpu_and_a_busy_main_thread():
     for k in range(40):
         m2.feed_system(busy(T0 + k, 20.0, 10.0))  # idle GPU, idle main thread: not input-bound
     assert "input_bound" not in codes(m2, T0 + 40)
-    cpu = model_of(healthy_stream())  # a CPU-only machine never says so
+    # a CPU-only machine never says so, its main thread as busy as can be
+    cpu = model_of(healthy_stream())
     for k in range(40):
-        cpu.feed_system(system(T0 + k, 100.0) | {"gpu": {"available": False, "devices": []}})
+        cpu.feed_system(busy(T0 + k, 0.0, 100.0) | {"gpu": {"available": False, "devices": []}})
+    assert cpu.proc_threads is not None  # the thread list was there to judge by
     assert "input_bound" not in codes(cpu, T0 + 40)
+
+
+def test_input_bound_waits_the_whole_window():
+    """ "for 30 s" (README, input_window_s): 29 s of starving samples are not enough."""
+    cfg = HealthConfig()
+    short = model_of(healthy_stream())
+    for k in range(int(cfg.input_window_s)):  # samples at 0..29 s: a 29 s span
+        short.feed_system(busy(T0 + k, 20.0, 99.0))
+    assert "input_bound" not in codes(short, T0 + cfg.input_window_s - 1)
+    short.feed_system(busy(T0 + cfg.input_window_s, 20.0, 99.0))  # now 30 s of them
+    assert "input_bound" in codes(short, T0 + cfg.input_window_s)
+    # a busy GPU sample inside the window starts the count again
+    broken = model_of(healthy_stream())
+    for k in range(40):
+        broken.feed_system(busy(T0 + k, 90.0 if k == 20 else 20.0, 99.0))
+    assert "input_bound" not in codes(broken, T0 + 39)
 
 
 def test_disk_filling_below_two_checkpoints():
