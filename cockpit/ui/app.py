@@ -172,7 +172,7 @@ def run_tui(
 def run_wizard(
     checklist: Checklist,
     ctx: Context,
-    launcher: Callable[[Context, list[StepResult]], object] | None = None,
+    launcher: Callable[[Context, list[StepResult]], Session] | None = None,
     auto: bool | str = False,
     **tui: Any,
 ) -> int:

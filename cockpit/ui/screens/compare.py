@@ -5,12 +5,15 @@ the monitor shows comes with its current view."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.content import Content
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Label
@@ -58,25 +61,27 @@ def figure_rows(v: RunView) -> list[tuple[str, str]]:
 class _TwoRuns(Panel):
     """A panel drawn from two runs' views (set by the screen), redrawn when either changes."""
 
-    def key(self, v) -> object:
+    views: list[RunView | None]
+
+    def key(self, v: RunView) -> object:
         return tuple(x.version if x else None for x in self.views)
 
-    def render(self):
+    def render(self) -> Content:
         w, h = self.size
         out = Lines(w, h)
-        self.draw(None, out)
+        self.draw(None, out)  # type: ignore[arg-type]  # a two-run panel draws self.views
         return out.content()
 
 
 class CompareChart(_TwoRuns):
     TITLE = "Loss, overlaid"
 
-    def __init__(self, **kw):
+    def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
         self.views: list[RunView | None] = [None, None]
         self.log_y = self.by_time = False
 
-    def draw(self, _v, out: Lines) -> None:
+    def draw(self, _v: RunView | None, out: Lines) -> None:
         self.border_subtitle = " · ".join(
             x for x in ("log-y" if self.log_y else "", "x time" if self.by_time else "") if x
         )
@@ -106,11 +111,11 @@ class CompareChart(_TwoRuns):
 class CompareTable(_TwoRuns):
     TITLE = "Figures"
 
-    def __init__(self, **kw):
+    def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
         self.views: list[RunView | None] = [None, None]
 
-    def draw(self, _v, out: Lines) -> None:
+    def draw(self, _v: RunView | None, out: Lines) -> None:
         rows = [figure_rows(v) if v else [] for v in self.views]
         names = [r[0] for r in (rows[0] or rows[1])]
         col = max(8, (out.width - 14) // 2)
@@ -141,7 +146,14 @@ class CompareScreen(Screen):
         side: int
         view: RunView
 
-    def __init__(self, a: Path, b: Path, a_view: RunView | None = None, *, clock=time.time):
+    def __init__(
+        self,
+        a: Path,
+        b: Path,
+        a_view: RunView | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         super().__init__()
         self.paths, self.first, self.clock = (Path(a), Path(b)), a_view, clock
 
@@ -174,7 +186,7 @@ class CompareScreen(Screen):
             w.views[msg.side] = msg.view
             w.refresh()
 
-    def action_toggle(self, what: str) -> None:
+    def action_toggle(self, what: str) -> None:  # type: ignore[override]  # a setting, not a widget's toggle
         c = self.query_one(CompareChart)
         setattr(c, what, not getattr(c, what))
         c.refresh()

@@ -6,7 +6,9 @@ trainer through the pump's queue (signals are sent from that thread)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Literal
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -22,7 +24,7 @@ from cockpit.model.view import RunView
 from cockpit.session import Session
 from cockpit.ui.pump import Pump
 from cockpit.ui.screens.dialogs import AlertsScreen, ConfirmScreen, TextScreen
-from cockpit.ui.widgets.base import Panel
+from cockpit.ui.widgets.base import Panel, cockpit_app
 from cockpit.ui.widgets.header import AlertBar, RunHeader
 from cockpit.ui.widgets.logpanel import LogPanel
 from cockpit.ui.widgets.machine import GpuPanel, MemoryPanel, RanksPanel, ThreadsPanel
@@ -34,7 +36,8 @@ from cockpit.ui.widgets.training import (
     ThroughputPanel,
 )
 
-LEVELS = {"info": "information", "warn": "warning", "error": "error"}
+Severity = Literal["information", "warning", "error"]
+LEVELS: dict[str, Severity] = {"info": "information", "warn": "warning", "error": "error"}
 
 
 class MonitorScreen(Screen):
@@ -75,7 +78,9 @@ class MonitorScreen(Screen):
         text: str
         level: str
 
-    def __init__(self, session: Session, *, clock=time.time, **kw):
+    def __init__(
+        self, session: Session, *, clock: Callable[[], float] = time.time, **kw: Any
+    ) -> None:
         super().__init__(**kw)
         self.session = session
         self.pump = Pump(session, clock=clock)
@@ -215,7 +220,7 @@ class MonitorScreen(Screen):
 
     def action_compare(self) -> None:
         if self.view is not None and self.view.run_dir is not None:
-            self.app.pick_and_compare(self.view.run_dir, self.view)
+            cockpit_app(self).pick_and_compare(self.view.run_dir, self.view)
 
     def action_loss(self, what: str) -> None:
         chart = self.query_one(LossChart)

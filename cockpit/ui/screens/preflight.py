@@ -14,6 +14,7 @@ import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from rich.text import Text
 from textual import on, work
@@ -29,7 +30,8 @@ from cockpit.checks.base import Context
 from cockpit.checks.engine import Checklist, StepResult, fix_and_rerun, overall, run_checklist
 from cockpit.checks.registry import all_kinds
 from cockpit.fmt import STEP_ICONS, STEP_STYLES, clean
-from cockpit.ui.widgets.base import plain
+from cockpit.session import Session
+from cockpit.ui.widgets.base import cockpit_app, plain
 from cockpit.ui.widgets.steps import step_view, summary_view
 
 SUMMARY = "summary"
@@ -71,12 +73,12 @@ class PreflightScreen(Screen):
         self,
         checklist: Checklist,
         ctx: Context,
-        launcher: Callable[[Context, list[StepResult]], object] | None = None,
+        launcher: Callable[[Context, list[StepResult]], Session] | None = None,
         *,
         recorded: dict | None = None,
         auto: bool | str = False,
-        **kw,
-    ):
+        **kw: Any,
+    ) -> None:
         """`recorded`: a saved preflight.json to show instead of running the checklist.
         `auto` (`cockpit run --yes`): accept WARNs and launch once nothing failed, and
         apply a failed step's fix once (`--fix`) when `auto == "fix"`."""
@@ -299,7 +301,13 @@ class PreflightScreen(Screen):
                 if r.status == "WARN" and r.id not in self.accepted
             ]
             body.update(
-                summary_view(self.summary, list(self.shown.values()), failed, warn, self.launcher)
+                summary_view(
+                    self.summary,
+                    list(self.shown.values()),
+                    failed,
+                    warn,
+                    self.launcher is not None,
+                )
             )
             return
         r = self.shown.get(sid or "")
@@ -354,15 +362,20 @@ class PreflightScreen(Screen):
 
     def action_fix(self) -> None:
         if self._can("fix"):
-            self._start(self._index(self._first("FAIL")), fix_first=True)
+            failed = self._first("FAIL")
+            assert failed is not None  # _can('fix') says one failed
+            self._start(self._index(failed), fix_first=True)
 
     def action_rerun(self) -> None:
         if self._can("rerun"):
-            self._start(self._index(self._first("FAIL")))
+            failed = self._first("FAIL")
+            assert failed is not None  # _can('rerun') says one failed
+            self._start(self._index(failed))
 
     def action_accept(self) -> None:
         if self._can("accept"):
             sid = self._selected()
+            assert sid is not None  # _can('accept') says a WARN is selected
             self.accepted.add(sid)
             self.query_one("#pf-steps", DataTable).update_cell(
                 sid, "status", self._cells(self.shown[sid])[2]
@@ -379,8 +392,9 @@ class PreflightScreen(Screen):
             return
         self.launched = True
         self._refresh_controls()
+        assert self.launcher is not None  # _can('confirm') says there is one
         session = self.launcher(self.ctx, self.results)
-        self.app.attach(session)
+        cockpit_app(self).attach(session)
 
     @property
     def status(self) -> str:

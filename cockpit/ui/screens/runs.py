@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.text import Text
 from textual import on, work
@@ -20,7 +21,7 @@ from textual.widgets.option_list import Option
 
 from cockpit.fmt import clean, fmt_duration, fmt_num, run_mark, run_tone
 from cockpit.model.runs import RunRow, list_runs
-from cockpit.ui.widgets.base import plain
+from cockpit.ui.widgets.base import cockpit_app, plain
 
 # what matters first stays in view at 80 columns (the rest scrolls sideways)
 COLUMNS = ("run", "status", "step", "best val", "gate", "wall", "started", "profile")
@@ -63,7 +64,7 @@ class RunsScreen(Screen):
         Binding("f5,u", "reload", "reload"),
     ]
 
-    def __init__(self, logs: Path | None = None, **kw):
+    def __init__(self, logs: Path | None = None, **kw: Any) -> None:
         super().__init__(**kw)
         self._logs = logs
         self.rows: list[RunRow] = []
@@ -72,7 +73,7 @@ class RunsScreen(Screen):
     @property
     def logs(self) -> Path:
         """Where the runs are: as given, else the app's."""
-        return Path(self._logs if self._logs is not None else self.app.logs)
+        return Path(self._logs if self._logs is not None else cockpit_app(self).logs)
 
     def compose(self) -> ComposeResult:
         yield Label(plain(f"Runs under {self.logs}/"), id="runs-title")
@@ -129,7 +130,7 @@ class RunsScreen(Screen):
     def action_open(self) -> None:
         r = self._current()
         if r is not None:
-            self.app.open_run(r.run_dir)
+            cockpit_app(self).open_run(r.run_dir)
 
     def action_mark(self) -> None:
         r = self._current()
@@ -149,7 +150,7 @@ class RunsScreen(Screen):
         if len(pair) < 2:
             self.notify("mark a run with space, then press c on another", severity="warning")
             return
-        self.app.compare(pair[0], pair[1])
+        cockpit_app(self).compare(pair[0], pair[1])
 
 
 # -----------------------------------------------------------------------------

@@ -7,18 +7,28 @@ terminal."""
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING, cast
 
 from textual.content import Content
+from textual.dom import DOMNode
 from textual.timer import Timer
 from textual.widget import Widget
 
 from cockpit.fmt import clean
 from cockpit.model.view import RunView
 
+if TYPE_CHECKING:  # types only: the app imports the screens that import this
+    from cockpit.ui.app import CockpitApp
+
 MUTED, ACCENT, PRIMARY = "$text-muted", "$text-accent", "$text-primary"
 OK, WARN, ERROR = "$text-success", "$text-warning", "$text-error"
 LEVEL_STYLE = {"info": PRIMARY, "warn": WARN, "error": ERROR}
 GAP = "  "  # between a value and the next label
+
+
+def cockpit_app(node: DOMNode) -> CockpitApp:
+    """The app a screen or widget runs in, typed as ours (its modes and actions)."""
+    return cast("CockpitApp", node.app)
 
 
 def gaps_trail(row: list[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cockpit.fmt import fmt_count, fmt_sig
@@ -51,8 +52,8 @@ def plot(
     height: int,
     *,
     log_y: bool = False,
-    x_fmt=fmt_count,
-    y_fmt=fmt_sig,
+    x_fmt: Callable[[float | None], str] = fmt_count,
+    y_fmt: Callable[[float | None], str] = fmt_sig,
     axis_style: str = "$text-muted",
 ) -> list[list[tuple[str, str]]]:
     """Series drawn over one x range into width x height cells, as rows of (text,
@@ -107,7 +108,7 @@ def plot(
                 for gc in range(pc + 1, c):
                     y = round(pm + (cm - pm) * (gc - pc) / (c - pc))
                     line.append((gc, y, y))
-            line.append((c, *cols[c]))
+            line.append((c, cols[c][0], cols[c][1]))
         prev = None
         for c, a0, b0 in line:
             a, b = a0, b0
@@ -133,7 +134,8 @@ def plot(
         else:
             lab = ""
         row = [(f"{lab:>{label_w - 1}.{label_w - 1}}┤", axis_style)]
-        run_style, run = None, []
+        run_style: str | None = None
+        run: list[str] = []
         for cx in range(pw):
             si = owner[r][cx]
             st = series[si].style if si >= 0 else ""
@@ -152,7 +154,9 @@ def plot(
     return out
 
 
-def to_time(points: list[tuple[float, float, float]], step_t: list[tuple[float, float]], t0: float):
+def to_time(
+    points: list[tuple[float, float, float]], step_t: list[tuple[float, float]], t0: float
+) -> list[tuple[float, float, float]]:
     """Points over steps re-keyed to seconds since t0, through the (step, time)
     pairs of the run (interpolated between them)."""
     if not step_t:

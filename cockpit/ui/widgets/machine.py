@@ -6,7 +6,7 @@ import textwrap
 
 from cockpit.fmt import fmt_mib, fmt_mib_short, fmt_num, fmt_pct, fmt_sig
 from cockpit.model.health import HealthConfig
-from cockpit.model.view import RunView
+from cockpit.model.view import CurveView, RunView
 from cockpit.ui.widgets.base import ACCENT, ERROR, GAP, MUTED, OK, PRIMARY, WARN, Lines, Panel
 from cockpit.ui.widgets.chart import spark
 
@@ -136,7 +136,7 @@ class GpuPanel(Panel):
             i = d.get("index")
             hist = v.gpu_dev.get(i, {})
 
-            def sp(k: str, hist=hist) -> str:
+            def sp(k: str, hist: dict[str, CurveView] = hist) -> str:
                 c = hist.get(k)
                 return spark(c.recent(w), w) if c is not None else ""
 

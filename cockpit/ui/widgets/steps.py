@@ -59,7 +59,7 @@ def summary_view(
     failed: str | None,
     unaccepted_warns: list[str],
     will_launch: bool,
-):
+) -> Text | Group:
     """The summary to read before launching (dataset, tokenizer, model, param/token,
     epochs, time, memory, the command), what Confirm needs, and every step's line."""
     if not summary:

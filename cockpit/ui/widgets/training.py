@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -101,7 +102,7 @@ class LossChart(Panel):
             mids = ema([(lo + hi) / 2 for _, lo, hi in train], self.strength)
             series.append(Series([(p[0], y, y) for p, y in zip(train, mids, strict=True)], PRIMARY))
         series.append(Series(val, "bold " + WARN, "val"))
-        x_fmt = fmt_count
+        x_fmt: Callable[[float | None], str] = fmt_count
         if self.by_time:
             st = [(x, lo) for x, lo, _ in v.curve("step_t").window(None)]
             t0 = v.info.get("t") if isinstance(v.info.get("t"), int | float) else None
