@@ -43,7 +43,9 @@ def main() -> None:
     a = ap.parse_args()
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
-    print(f"{'shape':<22} {'cached tok/s':>13} {'uncached tok/s':>15} {'speedup':>8} {'gen/fwd cached':>15} {'gen/fwd uncached':>17}")
+    print(
+        f"{'shape':<22} {'cached tok/s':>13} {'uncached tok/s':>15} {'speedup':>8} {'gen/fwd cached':>15} {'gen/fwd uncached':>17}"
+    )
     for name, L, H, C, ctx, B, t0, n, vocab in SHAPES[:1] if a.quick else SHAPES:
         m = GPT(GPTConfig(vocab_size=vocab, context=ctx, n_layer=L, n_head=H, n_embd=C)).eval()
         prompts = torch.randint(0, vocab, (B, t0))
