@@ -321,7 +321,8 @@ def _private_keys(data: bytes) -> Iterator[tuple[int, int]]:
         if k < len(ends) and ends[k][0] - h.end() <= _KEY_SPAN:
             pos = ends[k][1]
         else:
-            pos = _KEY_BODY.match(data, h.end()).end()
+            body = _KEY_BODY.match(data, h.end())
+            pos = body.end() if body else h.end()
         yield h.start(), pos
 
 
@@ -356,24 +357,25 @@ def _find_spans(data: bytes, allow: Allowlist = SESSION) -> list[_Span]:
         if m.group().count(b":") >= 2 and _public_ip(m.group()):
             taken.append((m.start(), m.end(), "ipv6"))
     for i, j in _b64_runs(data):
-        s = data[i:j].rstrip(b"=")
-        if _HEX_ISH.fullmatch(s):
+        run = data[i:j].rstrip(b"=")
+        if _HEX_ISH.fullmatch(run):
             # a hash or a UUID, unless it is assigned to a credential key: api_key = <hex>
-            if len(s) >= 32 and b"-" not in s:
-                ls = max(data.rfind(b"\n", 0, i) + 1, i - 80)  # the key is on its line
+            if len(run) >= 32 and b"-" not in run:
+                lo = max(0, i - 80)  # bounded: a long line of hashes stays linear
+                ls = data.rfind(b"\n", lo, i) + 1 or lo  # the key is on the hash's line
                 if _CRED_WORD.search(data, ls, i) and _CRED_ASSIGNED.search(data, ls, i):
-                    taken.append((i, i + len(s), "hex_secret"))
+                    taken.append((i, i + len(run), "hex_secret"))
             continue
-        if not _has_digit_and_letter(s):
+        if not _has_digit_and_letter(run):
             continue  # long words and identifiers
-        if (b"/" in s or b"+" in s) and (b"-" in s or b"_" in s):
+        if (b"/" in run or b"+" in run) and (b"-" in run or b"_" in run):
             continue  # both base64 alphabets at once is no encoding: a path, a URL, a name
-        if len(s) == 40 and b"_" not in s and b"-" not in s:
-            ls = data.rfind(b"\n", 0, i) + 1
-            if _AWS_SECRET_HINT.search(data, max(ls, i - 60), i):
+        if len(run) == 40 and b"_" not in run and b"-" not in run:
+            lo = max(0, i - 60)
+            if _AWS_SECRET_HINT.search(data, data.rfind(b"\n", lo, i) + 1 or lo, i):
                 taken.append((i, j, "aws_secret_key"))
                 continue
-        if _entropy(s) >= 4.5 and not _alphabet_like(s):
+        if _entropy(run) >= 4.5 and not _alphabet_like(run):
             taken.append((i, j, "high_entropy"))
     # A token found by a specific pattern is not also a high_entropy blob: specific kinds
     # are placed first, and of overlapping spans the one placed first wins.
@@ -474,7 +476,9 @@ def decode(data: bytes) -> str:
     return data.decode("utf-8", "surrogatepass")
 
 
-def _findings(data: bytes, spans, file, row, first_line) -> list[Finding]:
+def _findings(
+    data: bytes, spans: list[_Span], file: str, row: int | None, first_line: int
+) -> list[Finding]:
     lines = _line_numbers(data, spans, first_line)
     ends = [sp.end for sp in spans]
     return [

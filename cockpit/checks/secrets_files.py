@@ -141,7 +141,7 @@ def _batch_spans(
 
 
 def _scan_file(
-    path: Path, text_column: str, allow: Allowlist, tick, stats: dict
+    path: Path, text_column: str, allow: Allowlist, tick: Callable[[int], None], stats: dict
 ) -> Iterator[Finding]:
     name = str(path)
     if _kind_of(path) == "text":

@@ -53,6 +53,8 @@ _ADVERSARIAL = textwrap.dedent(
         ("", ":"), ("2606:", "f"), ("", "1:"), ("", "f"),  # ipv6
         ("token = ", "f"), ("", "token="), ("api_key: '", "0"), ("", "password="),  # creds
         ("", "a"), ("", "+/"), ("", "aB3+"), ("", "="), ("", "A"), ("", "\\n"),  # base64
+        ("", "token=" + "ab" * 20 + " "), ("", "aws " + "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEK "),
+        ("", "sha=" + "ab" * 20 + " "),  # many hashes or keys on one line: each looks back
     ]
     TERMS = ["", "_old", "-", ".", "!", "\x00", "=", "\n", ":", "@",
              "-----END RSA PRIVATE KEY-----"]
