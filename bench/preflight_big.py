@@ -96,7 +96,8 @@ model: {{n_layer: 12, n_head: 12, n_embd: 768}}
 train: {{max_steps: 10000, epochs: null}}
 """
     )
-    # the planted secrets are known: allowlisted by hash, so every later step runs too
+    # the planted secrets are known: allowlisted by their plain sha256 (an allowlist takes
+    # those beside the keyed ids a report shows), so every later step runs too
     import hashlib
 
     planted = (b"AKIAIOSFODNN7EXAMPLE", b"8.8.4.4")
@@ -127,7 +128,8 @@ train: {{max_steps: 10000, epochs: null}}
         print(f"  {s['id']:<12} {s['status']:<5} {s['message'][:90]}")
     print(
         f"secrets: {sec['findings']} findings in {sec_s:.1f} s: {text_mb / sec_s:.1f} MB/s of text "
-        f"(target >= 30; {sec['bytes'] / 1e6:,.0f} MB of parquet on disk)"
+        f"over the step, {sec.get('text_mb_per_s', float('nan')):.1f} MB/s of text over the scan "
+        f"(target >= 30; text, not the {sec['bytes'] / 1e6:,.0f} MB of parquet on disk)"
     )
     if not args.keep:
         import shutil

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from cockpit.checks.secrets import scan_text
+from cockpit.checks.secrets import Allowlist, finding_id, scan_text
 from cockpit.checks.secrets_files import load_allowlist, redact_copies, scan_files
 
 _rng = random.Random(7)
@@ -87,8 +87,16 @@ def _doc():
     return "\n".join(lines) + "\n", where
 
 
+KEY = Allowlist(b"a fixed key for these tests only")
+
+
 def _sha(s):
     return hashlib.sha256(s.encode()).hexdigest()
+
+
+def _id(s):
+    """A finding's id under KEY."""
+    return finding_id(KEY.key, s.encode())
 
 
 def _assert_no_secret(blob: str):
@@ -102,14 +110,17 @@ def test_every_kind_found_at_its_line_and_nothing_else(tmp_path):
     text, where = _doc()
     f = tmp_path / "notes.txt"
     f.write_text(text)
-    found = scan_files([f])
+    found = scan_files([f], allow=KEY)
     got = {(x.line, x.kind, x.sha256) for x in found}
-    want = {(str(line), kind, _sha(s)) for s, (line, kind) in where.items()}
+    want = {(str(line), kind, _id(s)) for s, (line, kind) in where.items()}
     assert got == want
     assert all(x.file == str(f) for x in found)
     _assert_no_secret(json.dumps([x.to_dict() for x in found]))
     aws = next(x for x in found if x.kind == "aws_access_key")
-    assert aws.preview.startswith("aws_access_key_id = AKIA****")
+    # a credential key's value is masked whole; elsewhere the first 4 characters show
+    assert aws.preview == "aws_access_key_id = " + "*" * 20
+    gl = next(x for x in found if x.kind == "gitlab_token")
+    assert gl.preview == "GITLAB=glpa" + "*" * 22
 
 
 @pytest.mark.parametrize("line", LOOKALIKES)
@@ -135,11 +146,13 @@ def test_records_in_parquet_and_jsonl_give_row_and_line(tmp_path):
 
 def test_allowlist_suppresses_by_hash(tmp_path):
     al = tmp_path / "allow.txt"
-    al.write_text(f"# known test fixture\n{_sha('8.8.4.4')}  # dns\n\n")
+    assert load_allowlist(tmp_path / "missing").ids == frozenset()
+    key = load_allowlist(al).key
+    ids = {x.sha256 for x in scan_text("a 9.9.9.9", "f", allow=load_allowlist(al))}
+    al.write_text(f"# known test fixture\n{_sha('8.8.4.4')}  # dns\n\n{ids.pop()}\n")
     allow = load_allowlist(al)
-    assert load_allowlist(tmp_path / "missing") == frozenset()
-    found = scan_text("a 8.8.4.4 b 1.1.1.1", "f", allow=allow)
-    assert [(x.kind, x.sha256) for x in found] == [("ipv4", _sha("1.1.1.1"))]
+    found = scan_text("a 8.8.4.4 b 1.1.1.1 c 9.9.9.9", "f", allow=allow)
+    assert [(x.kind, x.sha256) for x in found] == [("ipv4", finding_id(key, b"1.1.1.1"))]
 
 
 def test_preview_masks_every_secret_on_the_line():
