@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from core import validators as V
 from core.yamlmap import ErrFn, Problem, ProfileError, _build, _parse_yaml, line_of, show
 
 __all__ = ["Profile", "Problem", "ProfileError", "load_profile", "config_hash", "gate_metric_names"]
@@ -71,7 +72,7 @@ class DataConfig:
     val_fraction: float = 0.1
     "share of documents (or walks) held out for validation"
     generate: str | None = None
-    "stdlib: when `paths` match nothing, write the Python stdlib's .py files there as parquet shards"
+    "stdlib | json | c: when `paths` match nothing, write a built-in corpus there as parquet shards (stdlib: this Python's .py files; json, c: small generated documents)"
     cache_dir: str = "data/cache"
     "where tokenized memmap shards are cached, keyed by (data hash, tokenizer hash)"
     walks: WalksConfig = field(default_factory=WalksConfig)
@@ -157,7 +158,9 @@ class EvalConfig:
     min_delta: float = 1.0e-3
     "a val loss must fall by more than this to count as an improvement"
     validator: str | None = None
-    "python: score samples with ast.parse as metric valid_python"
+    "python | json | yaml | c | walks | module:function (core/validators.py); metrics valid_python, valid_json (+ schema_ok), valid_yaml, valid_c, valid_custom"
+    json_schema: str | None = None
+    "json: a JSON Schema file each sample is checked against (metric schema_ok)"
     samples: SamplesConfig = field(default_factory=SamplesConfig)
     "samples generated at every eval"
 
@@ -220,8 +223,8 @@ def _check_values(p: Profile, err: ErrFn) -> None:
     positive("data.stride", d.stride)
     if not 0 < d.val_fraction < 1:
         err("data.val_fraction", f"must be between 0 and 1 (exclusive), got {d.val_fraction}")
-    if d.generate not in (None, "stdlib"):
-        err("data.generate", f"expected null or 'stdlib', got {d.generate!r}")
+    if d.generate not in (None, "stdlib", "json", "c"):
+        err("data.generate", f"expected null, 'stdlib', 'json' or 'c', got {d.generate!r}")
     if d.source == "files":
         if not d.paths:
             err("data.paths", "data.source is 'files' but no paths are given; list files or globs")
@@ -282,8 +285,8 @@ def _check_values(p: Profile, err: ErrFn) -> None:
     positive("eval.patience", e.patience, allow_none=True)
     if e.min_delta < 0:
         err("eval.min_delta", f"must be 0 or more, got {e.min_delta}")
-    if e.validator not in (None, "python"):
-        err("eval.validator", f"expected null or 'python', got {e.validator!r}")
+    for key, message in V.profile_problems(e.validator, e.json_schema, d.source):
+        err(key, message)
     positive("eval.samples.max_new_tokens", e.samples.max_new_tokens)
     positive("eval.samples.per_prompt", e.samples.per_prompt)
     if e.samples.temperature < 0:
@@ -304,8 +307,7 @@ def gate_metric_names(p: Profile) -> list[str]:
     names = []  # gate metrics are minimums, so lower-is-better val loss is not one
     if p.data.source == "walks":
         names += ["edge_compliance", "rule_compliance"]
-    if p.eval.validator == "python":
-        names.append("valid_python")
+    names += V.metric_names(p.eval.validator, p.eval.json_schema)
     return names
 
 

@@ -31,6 +31,7 @@ from core.events import Sink
 from core.jsonl import JsonlReader
 from core.progress import Progress
 from core.stdlib_corpus import write_stdlib_parquet
+from core.synth_corpus import write_synth_parquet
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -122,13 +123,16 @@ def data_hash(files: list[Path], text_column: str) -> str:
 
 def ensure_files(cfg: DataConfig, sink: Sink | None = None) -> list[Path]:
     files = expand_paths(cfg.paths)
-    if not files and cfg.generate == "stdlib":
+    if not files and cfg.generate is not None:
         dest = (
             Path(cfg.paths[0]).parent
             if any(c in cfg.paths[0] for c in "*?[")
             else Path(cfg.paths[0])
         )
-        write_stdlib_parquet(dest, sink=sink)
+        if cfg.generate == "stdlib":
+            write_stdlib_parquet(dest, sink=sink)
+        else:
+            write_synth_parquet(cfg.generate, dest, sink=sink)
         files = expand_paths(cfg.paths)
     if not files:
         raise DataError(

@@ -6,7 +6,6 @@ so an eval never changes the training trajectory and resume stays exact.
 
 from __future__ import annotations
 
-import ast
 import math
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -19,6 +18,8 @@ import torch.distributed as dist
 from core import events as E
 from core import walks as W
 from core.config import Profile
+from core.validators import Verdict, validator_for
+from core.validators import python_is_valid as python_is_valid  # moved; old import path kept
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -107,24 +108,6 @@ def gate_walks(
     return metrics, samples
 
 
-def python_is_valid(prompt: str, text: str) -> bool:
-    """Does the sample parse as Python? The token budget cuts a sample anywhere,
-    so judge its complete lines, and let a block opened on the last line be
-    closed with `pass` ("generated code is valid" means it parses)."""
-    code = prompt + text
-    if "\n" in code and not code.endswith("\n"):
-        code = code[: code.rfind("\n") + 1]
-    last = next((ln for ln in reversed(code.splitlines()) if ln.strip()), "")
-    indent = last[: len(last) - len(last.lstrip())]
-    for candidate in (code, f"{code}\n{indent}    pass\n"):
-        try:
-            ast.parse(candidate)
-            return True
-        except (SyntaxError, ValueError):
-            continue
-    return False
-
-
 @torch.no_grad()
 def text_samples(
     model: GPT,
@@ -139,7 +122,9 @@ def text_samples(
         return {}, []
     assert tok is not None  # text data carries its tokenizer
     g = torch.Generator(device=device).manual_seed(p.train.seed * 7919 + step)
+    judge = validator_for(p.eval.validator, p.eval.json_schema)
     samples: list[dict] = []
+    verdicts: list[Verdict] = []
     for prompt in s.prompts:
         ids = tok.encode(prompt, add_special_tokens=False).ids or [0]
         x = torch.tensor([ids] * s.per_prompt, dtype=torch.long, device=device)
@@ -150,11 +135,12 @@ def text_samples(
         for row in y[:, len(ids) :].tolist():
             text = tok.decode(row)
             text = text.split("<|endoftext|>")[0]
-            valid = python_is_valid(prompt, text) if p.eval.validator == "python" else None
-            samples.append({"prompt": prompt, "text": text, "valid": valid})
-    metrics: dict = {}
-    if p.eval.validator == "python":
-        metrics["valid_python"] = sum(x["valid"] for x in samples) / len(samples)
+            verdict = judge.judge(prompt, text) if judge else None
+            verdicts += [verdict] if verdict else []
+            samples.append(
+                {"prompt": prompt, "text": text, "valid": verdict.valid if verdict else None}
+            )
+    metrics: dict = judge.rates(verdicts) if judge else {}
     return metrics, samples
 
 

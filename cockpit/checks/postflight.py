@@ -114,10 +114,8 @@ def generate(ctx: Context, params: dict, progress: Progress | None = None) -> di
     import torch  # lazy: loads torch (seconds); only this path needs it
 
     from core import walks as W  # lazy: loads torch
-    from core.evaluate import (  # lazy: loads torch (seconds); only this path needs it
-        autocast,
-        python_is_valid,
-    )
+    from core.evaluate import autocast  # lazy: loads torch (seconds); only this path needs it
+    from core.validators import validator_for
 
     tell = progress or (lambda done, total: None)
     L = loaded(ctx)
@@ -158,7 +156,8 @@ def generate(ctx: Context, params: dict, progress: Progress | None = None) -> di
     prompts = list(params.get("prompts") or s.prompts) or [""]
     new = int(params.get("max_new_tokens") or s.max_new_tokens)
     temp = float(params.get("temperature", s.temperature))
-    judge = python_is_valid if p.eval.validator == "python" else None
+    judge = validator_for(p.eval.validator, p.eval.json_schema)
+    verdicts = []
     samples = [{} for _ in range(n)]
     for j, prompt in enumerate(prompts):  # rows j, j+len, ... share a prompt: one batch each
         rows = list(range(j, n, len(prompts)))
@@ -170,13 +169,18 @@ def generate(ctx: Context, params: dict, progress: Progress | None = None) -> di
             y = model.generate(x, new, temperature=temp, top_k=50, generator=gen)
         for i, toks in zip(rows, y[:, len(ids) :].tolist(), strict=True):
             text = data.tok.decode(toks).split("<|endoftext|>")[0]
-            samples[i] = {
-                "prompt": prompt,
-                "text": text,
-                "valid": judge(prompt, text) if judge else None,
-            }
+            v = judge.judge(prompt, text) if judge else None
+            samples[i] = {"prompt": prompt, "text": text, "valid": v.valid if v else None}
+            if v:
+                verdicts.append(v)
+                samples[i] |= {"note": v.note} if v.note else {}
         tell(sum(bool(x) for x in samples), n)
-    return {"samples": samples, "validator": p.eval.validator, "metrics": {}}
+    label = judge.label if judge else p.eval.validator
+    return {
+        "samples": samples,
+        "validator": label,
+        "metrics": judge.rates(verdicts) if judge else {},
+    }
 
 
 def check_generations(spec: StepSpec, ctx: Context, r: StepResult, progress: Progress) -> None:
