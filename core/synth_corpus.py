@@ -34,7 +34,7 @@ def json_doc(rng: random.Random) -> str:
         if rng.random() < 0.2:
             step["env"] = {"CI": "true", "LEVEL": rng.randint(1, 3)}
         steps.append(step)
-    doc = {
+    doc: dict[str, object] = {
         "name": f"{rng.choice(ACTIONS)}-{rng.randint(1, 99)}",
         "on": rng.sample(TRIGGERS, rng.randint(1, 2)),
         "runner": rng.choice(RUNNERS),
