@@ -224,7 +224,7 @@ def c_checker() -> tuple[str, Callable[[str], tuple[bool, str]]] | None:
         return f"c ({name} -fsyntax-only)", compile_c
     try:
         import tree_sitter  # lazy, optional: the fallback when no C compiler is installed
-        import tree_sitter_c
+        import tree_sitter_c  # lazy, optional: the grammar for it
     except ImportError:
         return None
     parser = tree_sitter.Parser(tree_sitter.Language(tree_sitter_c.language()))

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from cockpit.checks.base import Context, Kind, Progress
 from cockpit.checks.postflight_load import PostflightError, loaded
 from core import checkpoint as C
+from core.validators import validator_for
 
 if TYPE_CHECKING:
     from cockpit.checks.engine import StepResult, StepSpec
@@ -115,7 +116,6 @@ def generate(ctx: Context, params: dict, progress: Progress | None = None) -> di
 
     from core import walks as W  # lazy: loads torch
     from core.evaluate import autocast  # lazy: loads torch (seconds); only this path needs it
-    from core.validators import validator_for
 
     tell = progress or (lambda done, total: None)
     L = loaded(ctx)
