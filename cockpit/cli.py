@@ -88,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
         help="with -- CMD: how to read its stdout (default: detect from the first lines)",
     )
     r.add_argument(
+        "--no-pty",
+        action="store_true",
+        help="with -- CMD: its output to the log through no terminal (bars draw less often)",
+    )
+    r.add_argument(
         "cmd",
         nargs=argparse.REMAINDER,
         metavar="-- CMD",

@@ -12,7 +12,9 @@ replay, runs, export) treats it like one of ours.
     adapting = attach_wrapped(run_dir, trainer)    # trainer = Trainer.find(run_dir)
 
 The command's stdout+stderr go to stdout.log as our own trainer's do (no
-pipe: quitting the cockpit never touches the run). An Adapting follows that
+pipe: quitting the cockpit never touches the run); by default through a
+pseudo-terminal whose copier outlives the cockpit (cockpit.wrap.ptyrelay), so
+progress bars draw as they would for a person. An Adapting follows that
 file, parses it with an adapter (cockpit.wrap.adapters) and appends the events:
 first a run_start made of what is known (pid, command, and what the preamble
 printed: parameters, tokens per step, total steps), at the end a run_end whose
@@ -56,6 +58,7 @@ from cockpit.supervisor import Trainer
 from cockpit.wrap import state as wrapstate
 from cockpit.wrap.adapters import Adapter
 from cockpit.wrap.adapters.runinfo import command_name, end_of, event_dict, last_words, world_size
+from cockpit.wrap.ptyrelay import wait_drained
 from cockpit.wrap.state import STATE, size
 from core.jsonl import tail_objects
 
@@ -64,6 +67,7 @@ NATIVE = "native.json"  # written by cockpit.integrations' RunWriter
 READ_BYTES = 4 << 20  # of stdout.log per read
 MAX_LINE = 1 << 20  # a longer "line" (no \n or \r in it) is parsed in pieces
 SAVE_EVERY_S = 1.0
+DRAIN_S = 3.0  # the most a finished command's pty copier is waited on
 
 
 # -----------------------------------------------------------------------------
@@ -327,6 +331,9 @@ class Adapting:
         with self._lock:
             if not self._own(now_or_never=True) or self.ended:
                 return
+            # under a pty the last bytes may still be in the terminal: its copier holds
+            # the log until it has written them (a moment; bounded, a stuck one is not waited on)
+            wait_drained(self.run_dir / "stdout.log", DRAIN_S)
             try:
                 while self._read(READ_BYTES, final=True):
                     pass
@@ -408,9 +415,14 @@ class Adapting:
 
 
 def launch_wrapped(
-    cmd: list[str], run_dir: str | Path, fmt: str = "auto", cwd: Path | None = None
+    cmd: list[str],
+    run_dir: str | Path,
+    fmt: str = "auto",
+    cwd: Path | None = None,
+    pty: tuple[int, int] | None = None,
 ) -> tuple[Trainer, Adapting]:
-    """Launch `cmd` under the supervisor with its stdout adapted into events.jsonl.
+    """Launch `cmd` under the supervisor with its stdout adapted into events.jsonl
+    (pty=(columns, rows): under a pseudo-terminal, cockpit.wrap.ptyrelay).
     The caller starts the Adapting (start(), or pump() from its own loop) and
     stops it at the end. Raises ValueError for an unknown format, RuntimeError
     when another cockpit adapts this run directory, OSError when the command
@@ -429,7 +441,7 @@ def launch_wrapped(
         a.off, a.started, a.ended, a.last_step = size(run_dir / "stdout.log"), False, False, 0
         a.t_mark = a.t_begin = time.time()
         try:
-            trainer = Trainer.launch(list(cmd), run_dir, cwd=cwd)
+            trainer = Trainer.launch(list(cmd), run_dir, cwd=cwd, pty=pty)
         except OSError:  # no such command, not executable: nothing runs, nothing is locked
             a.stop()
             raise
