@@ -16,7 +16,18 @@ another `*loss*` that is not val/test), with 1000/it/s as step_ms; a heartbeat
 without one (Lightning >= 2 shows only what is logged with prog_bar=True). An
 eval is emitted when the postfix's val loss first appears or changes, or after
 a validation bar. Lightning 1.x's main bar also counts validation batches:
-those count as steps there. The RichProgressBar is not read.
+those count as steps there.
+
+The RichProgressBar, as drawn on a terminal (cockpit.wrap.ptyrelay; the
+cursor moves and colours are gone once the line is cleaned): `Epoch N/LAST`,
+the bar, `n/total`, times, the rate, then every logged `name: value`:
+
+    Epoch 1/2  ━━━━━━━━━━╺━━━━━━━━━━━━━━━━━━━━━━━━━━━━━ 5/20 0:00:00 • 0:00:01 23.01it/s train_loss: 3.875 val_loss: 4.286
+    Validation ━━━━━━━━━━━━━━━━━━━━╺━━━━━━━━━━━━━━━━━━━ 2/4   0:00:00 • 0:00:01 868.70it/s
+
+Its frames are read as the TQDM bar's (the same step counting, eval and
+heartbeat rules); Rich redraws at most a few times a second, so a fast run
+shows (and gives) fewer steps than it ran.
 """
 
 from __future__ import annotations
@@ -26,10 +37,17 @@ import re
 from cockpit.wrap.adapters.common import num, ppl
 
 NAME = "lightning"
-SIGNATURE = re.compile(r"^Epoch \d+: (?:\s*\d+%\||\d+it \[)")
+SIGNATURE = re.compile(
+    r"^Epoch \d+(?:: (?:\s*\d+%\||\d+it \[)|/(?:\d+|\?) +\D{0,400}\d+/(?:\d+|\?) )"
+)
 
 FRAME = re.compile(r"^Epoch (\d+): (?:\s*\d+%\|[^|]*\| (\d+)/(?:\d+|\?)|(\d+)it) \[([^\]]*)")
 LOSS_NEEDLES = tuple(f", {k}=" for k in ("loss", "train_loss_step", "train_loss", "loss_step"))
+# Rich: the bar is no digits; then n/total, elapsed, remaining, rate, metrics
+RICH = re.compile(
+    r"^Epoch (\d+)/(?:\d+|\?) +\D{0,400}?(\d+)/(?:\d+|\?) +(\S+) • \S+ +(?:([\d.]+)it/s)?\s*(.*)$"
+)
+RICH_METRIC = re.compile(r"([A-Za-z_][\w/.-]{0,100}): (\S{1,40})")
 VAL_NEEDLES = tuple(f", {k}=" for k in ("val_loss", "val_loss_epoch", "valid_loss", "val/loss"))
 
 
@@ -74,11 +92,16 @@ class Parser:
             m = FRAME.match(line)
             if m is not None:
                 return self._frame(int(m[1]), int(m[2] or m[3]), m[4])
+            m = RICH.match(line)
+            if m is not None:  # as a TQDM postfix: "elapsed, rate, name=value, ..."
+                items = [f"{k}={v}" for k, v in RICH_METRIC.findall(m[5])]
+                bracket = ", ".join([m[3], f"{m[4]}it/s" if m[4] else "?it/s", *items])
+                return self._frame(int(m[1]), int(m[2]), bracket, rich=True)
         elif c == "V" and line.startswith("Validation"):
             self.in_val = True
         return None
 
-    def _frame(self, epoch: int, n: int, bracket: str) -> list[dict] | None:
+    def _frame(self, epoch: int, n: int, bracket: str, rich: bool = False) -> list[dict] | None:
         if epoch != self.epoch:
             if self.epoch >= 0:
                 self.base += self.n_max
@@ -103,7 +126,9 @@ class Parser:
                 if v is not None:
                     val = num(v)
                     break
-        if val is not None and (self.in_val or val != self.val):
+        # Rich redraws the main bar, last eval's figures and all, between validation frames:
+        # there only a new value is a new eval
+        if val is not None and ((self.in_val and not rich) or val != self.val):
             if self.held is not None:
                 out.append(self._release())
             out.append(
