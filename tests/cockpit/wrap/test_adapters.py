@@ -34,7 +34,13 @@ def of(evs: list[dict], typ: str) -> list[dict]:
 def test_nanogpt_iter_and_eval_lines():
     fmt, evs = parse_text(log("nanogpt.log"))
     assert fmt == "nanogpt"
-    assert evs[0] == {
+    # `step 0: ...` comes before `iter 0: ...`: the eval follows its step, as in our runs
+    assert [e["type"] for e in evs[:2]] == ["step", "eval"]
+    # and a display of the run at each eval (its latest step) says the eval's step
+    for i, e in enumerate(evs):
+        if e["type"] == "eval":
+            assert [x["step"] for x in evs[:i] if x["type"] == "step"][-1] == e["step"]
+    assert evs[1] == {
         "type": "eval",
         "step": 0,
         "val_loss": 4.2823,
