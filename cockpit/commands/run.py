@@ -191,7 +191,8 @@ def cmd_run_wrapped(args: Namespace, cmd: list[str]) -> int:
         size = shutil.get_terminal_size((120, 40)) if tui else os.terminal_size((120, 40))
         pty = (size.columns, size.lines)
     try:
-        trainer, adapting = launch_wrapped(cmd, run_dir, args.format, pty=pty)
+        ckpts = [Path(c) for c in getattr(args, "checkpoints", None) or []] or None
+        trainer, adapting = launch_wrapped(cmd, run_dir, args.format, pty=pty, checkpoints=ckpts)
     except (ValueError, RuntimeError, OSError) as e:
         print(f"error: cannot run {cmd[0]!r}: {e}", file=sys.stderr)
         return 2
