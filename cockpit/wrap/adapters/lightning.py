@@ -26,8 +26,17 @@ the bar, `n/total`, times, the rate, then every logged `name: value`:
     Validation ━━━━━━━━━━━━━━━━━━━━╺━━━━━━━━━━━━━━━━━━━ 2/4   0:00:00 • 0:00:01 868.70it/s
 
 Its frames are read as the TQDM bar's (the same step counting, eval and
-heartbeat rules); Rich redraws at most a few times a second, so a fast run
-shows (and gives) fewer steps than it ran.
+heartbeat rules), with one difference: Rich draws from a thread of its own,
+at moments of its choosing, so a frame can show batch n's count with batch
+n-1's figures (drawn between the two updates Lightning makes per batch), and a
+fast run has counts never drawn at all. A frame's value is therefore batch
+n's loss or batch n-1's. It is taken as step n's when that is sure enough: a
+second, different value drawn for the same count (the later one is new), the
+first step of the run, or a value that differs from the one drawn for step
+n-1 (a stale value equals it, unless n-1's frame was stale too: two stale
+draws in a row, rare). A step whose predecessor was never drawn, or whose
+value repeats it, is a heartbeat: fewer steps rather than a loss at the wrong
+step.
 """
 
 from __future__ import annotations
@@ -85,6 +94,8 @@ class Parser:
         self.held: dict | None = None  # the newest step's figures, until the next step
         self.val: float | None = None
         self.in_val = False
+        self.drawn_step = 0  # Rich: the previous step drawn, and its (last) value
+        self.drawn_loss: str | None = None
 
     def feed(self, line: str) -> list[dict] | None:
         c = line[:1]
@@ -113,12 +124,17 @@ class Parser:
                 out.append(self._release())
             self.step = self.base + n
             self.held = {"step": self.step, "epoch": epoch}
+            if rich:
+                self.held["losses"] = []
         held = self.held
         if held is not None and held["step"] == self.base + n:
             # the newest frame of a step has its postfix: keep its loss and rate
             held["loss"] = _loss(bracket)
             rate = bracket.split(", ", 2)
             held["rate"] = rate[1] if len(rate) > 1 else None
+            seen = held.get("losses")
+            if seen is not None and held["loss"] is not None and held["loss"] not in seen:
+                seen.append(held["loss"])
         val = None
         if "val" in bracket:
             for k in VAL_NEEDLES:
@@ -148,7 +164,7 @@ class Parser:
     def _release(self) -> dict:
         h, self.held = self.held, None
         assert h is not None  # called with a step held
-        if h.get("loss") is None:
+        if h.get("loss") is None or not self._sure(h):
             return {"type": "heartbeat", "step": h["step"]}
         ev = {"type": "step", "step": h["step"], "epoch": h["epoch"], "loss": num(h["loss"])}
         rate = h.get("rate") or ""
@@ -156,6 +172,20 @@ class Parser:
         if r:
             ev["step_ms"] = 1000.0 / r
         return ev
+
+    def _sure(self, h: dict) -> bool:
+        """Whether a step's loss is its own (always, but for Rich: see the docstring)."""
+        seen = h.get("losses")
+        if seen is None:
+            return True
+        loss, step = h["loss"], h["step"]
+        sure = (
+            len(seen) >= 2
+            or (self.drawn_loss is None and step == 1)
+            or (self.drawn_step == step - 1 and loss != self.drawn_loss)
+        )
+        self.drawn_step, self.drawn_loss = step, loss
+        return sure
 
     def flush(self) -> list[dict]:
         return [self._release()] if self.held is not None else []
