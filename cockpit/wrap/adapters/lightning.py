@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import re
 
-from cockpit.wrap.adapters.common import num, ppl
+from cockpit.wrap.adapters.common import field_of, num, ppl
 
 NAME = "lightning"
 SIGNATURE = re.compile(
@@ -82,6 +82,16 @@ def _loss(bracket: str) -> str | None:
         if eq and "loss" in k and not k.startswith(("val", "test")):
             return v
     return None
+
+
+def _items(bracket: str) -> list[tuple[str, str]]:
+    """The postfix's name=value pairs (after the elapsed time and the rate)."""
+    out = []
+    for item in bracket.split(", ")[2:]:
+        k, eq, v = item.partition("=")
+        if eq:
+            out.append((k.strip(), v.strip()))
+    return out
 
 
 class Parser:
@@ -132,6 +142,10 @@ class Parser:
             held["loss"] = _loss(bracket)
             rate = bracket.split(", ", 2)
             held["rate"] = rate[1] if len(rate) > 1 else None
+            if "=" in bracket:  # the bar's other figures the schema has a place for
+                held["figs"] = {
+                    f: v for k, v in _items(bracket) if (f := field_of(k)) in ("lr", "grad_norm")
+                }
             seen = held.get("losses")
             if seen is not None and held["loss"] is not None and held["loss"] not in seen:
                 seen.append(held["loss"])
@@ -147,15 +161,13 @@ class Parser:
         if val is not None and ((self.in_val and not rich) or val != self.val):
             if self.held is not None:
                 out.append(self._release())
-            out.append(
-                {
-                    "type": "eval",
-                    "step": self.step,
-                    "epoch": epoch,
-                    "val_loss": val,
-                    "val_ppl": ppl(val),
-                }
-            )
+            metrics = {
+                k: x
+                for k, v in _items(bracket)
+                if k.startswith(("val", "valid")) and "loss" not in k and (x := num(v)) is not None
+            }
+            ev = {"type": "eval", "step": self.step, "epoch": epoch, "val_loss": val}
+            out.append(dict(ev, val_ppl=ppl(val), metrics=metrics))
             self.in_val = False
         if val is not None:
             self.val = val
@@ -171,6 +183,10 @@ class Parser:
         r = num(rate[:-4]) if rate.endswith("it/s") else None
         if r:
             ev["step_ms"] = 1000.0 / r
+        for f, v in (h.get("figs") or {}).items():
+            x = num(v)
+            if x is not None:
+                ev[f] = x
         return ev
 
     def _sure(self, h: dict) -> bool:
