@@ -14,6 +14,7 @@ import functools
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -31,6 +32,7 @@ from cockpit.collect.ranks import read_all, running_pids
 from core.checkpoint import atomic_write_text
 
 LOGS = Path("logs")
+RELAY = Path(__file__).parent / "wrap" / "ptyrelay.py"  # run as a file: no cockpit import
 REQUESTS = (signal.SIGUSR1, signal.SIGUSR2)  # save now, dump stacks: asked, never forced
 
 
@@ -145,13 +147,31 @@ class Trainer:
     _exit_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
-    def launch(cls, cmd: list[str], run_dir: Path, cwd: Path | None = None) -> Trainer:
+    def launch(
+        cls,
+        cmd: list[str],
+        run_dir: Path,
+        cwd: Path | None = None,
+        pty: tuple[int, int] | None = None,
+    ) -> Trainer:
+        """Start `cmd` detached from us. pty=(columns, rows): under a pseudo-terminal of
+        that size (cockpit/wrap/ptyrelay.py: the process is still `cmd` itself, its
+        output still reaches stdout.log when we are gone)."""
         run_dir.mkdir(parents=True, exist_ok=True)
         # COCKPIT_RUN_DIR: where a native integration (cockpit.integrations) writes
         env = dict(os.environ, PYTHONUNBUFFERED="1", COCKPIT_RUN_DIR=str(run_dir.resolve()))
+        argv = list(cmd)
+        if pty is not None:
+            path = env.get("PATH") if os.sep not in cmd[0] else ""
+            exe = shutil.which(cmd[0], path=path) if path != "" else cmd[0]
+            if exe is None or not os.access(Path(cwd or ".") / exe, os.X_OK):
+                raise FileNotFoundError(f"no such command: {cmd[0]!r}")  # as Popen would say
+            cols, rows = pty
+            relay = [sys.executable, str(RELAY), "--cols", str(cols), "--rows", str(rows)]
+            argv = [*relay, str((run_dir / "stdout.log").resolve()), "--", *cmd]
         with open(run_dir / "stdout.log", "ab") as log:
             proc = subprocess.Popen(
-                cmd,
+                argv,
                 cwd=cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -160,7 +180,7 @@ class Trainer:
                 env=env,
             )
         t = cls(run_dir, proc.pid, proc.pid, _create_time(proc.pid), proc)
-        t._write_info(cmd=cmd, cwd=str(cwd or Path.cwd()), started=time.time())
+        t._write_info(cmd=cmd, cwd=str(cwd or Path.cwd()), started=time.time(), pty=pty)
         return t
 
     @classmethod

@@ -5,6 +5,8 @@ post-flight. Ctrl+C as a user expects: first stop gracefully, a second within
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -183,15 +185,21 @@ def cmd_run_wrapped(args: Namespace, cmd: list[str]) -> int:
     if health is None:
         return 2
     run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(command_name(cmd))
+    tui = use_tui(args)
+    pty: tuple[int, int] | None = None
+    if not getattr(args, "no_pty", False):  # the bars draw as for a person at this terminal
+        size = shutil.get_terminal_size((120, 40)) if tui else os.terminal_size((120, 40))
+        pty = (size.columns, size.lines)
     try:
-        trainer, adapting = launch_wrapped(cmd, run_dir, args.format)
+        ckpts = [Path(c) for c in getattr(args, "checkpoints", None) or []] or None
+        trainer, adapting = launch_wrapped(cmd, run_dir, args.format, pty=pty, checkpoints=ckpts)
     except (ValueError, RuntimeError, OSError) as e:
         print(f"error: cannot run {cmd[0]!r}: {e}", file=sys.stderr)
         return 2
     adapting.start()
     session = Session(run_dir, trainer, health, notify=False)
     try:
-        if use_tui(args):
+        if tui:
             return run_tui("monitor", session=session)
         return _headless(args, session, f"running `{' '.join(cmd)}`", wrapped=True)
     finally:

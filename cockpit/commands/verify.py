@@ -1,11 +1,14 @@
 """`cockpit verify RUN_DIR|CHECKPOINT`: every checkpoint against its sidecar (size,
-sha256) and `latest`; exit 0 valid, 1 invalid with the reason."""
+sha256) and `latest`; exit 0 valid, 1 invalid with the reason. A wrapped run's
+checkpoints, in its trainer's own layout, are checked against the sha256 the
+cockpit recorded when each was written (cockpit.collect.foreign)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cockpit.collect import foreign
 from core import checkpoint as C
 
 if TYPE_CHECKING:
@@ -25,6 +28,8 @@ def cmd_verify(args: Namespace) -> int:
             f"OK {path}: step {meta['step']}, {meta['bytes']:,} bytes, sha256 {meta['sha256'][:12]}…, tags {', '.join(meta['tags'])}"
         )
         return 0
+    if (path / foreign.SIDECAR).is_file():
+        return _verify_wrapped(path)
     ckpt_dir = path / "checkpoints" if (path / "checkpoints").is_dir() else path
     if not ckpt_dir.is_dir():
         print(f"INVALID {path}: no such run directory or checkpoint")
@@ -47,3 +52,13 @@ def cmd_verify(args: Namespace) -> int:
         return 1
     print(f"{ckpt_dir}: {len(results)} checkpoint(s) valid")
     return 0
+
+
+def _verify_wrapped(run_dir: Path) -> int:
+    results = foreign.verify(run_dir)
+    for p, why in results:
+        print(f"{'OK     ' if why is None else 'INVALID'} {p}" + (f": {why}" if why else ""))
+    bad = sum(why is not None for _, why in results)
+    what = "the trainer's checkpoints, against the sha256 recorded when written"
+    print(f"{run_dir}: {len(results) - bad} of {len(results)} as written ({what})")
+    return 1 if bad else 0

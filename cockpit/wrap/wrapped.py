@@ -12,7 +12,9 @@ replay, runs, export) treats it like one of ours.
     adapting = attach_wrapped(run_dir, trainer)    # trainer = Trainer.find(run_dir)
 
 The command's stdout+stderr go to stdout.log as our own trainer's do (no
-pipe: quitting the cockpit never touches the run). An Adapting follows that
+pipe: quitting the cockpit never touches the run); by default through a
+pseudo-terminal whose copier outlives the cockpit (cockpit.wrap.ptyrelay), so
+progress bars draw as they would for a person. An Adapting follows that
 file, parses it with an adapter (cockpit.wrap.adapters) and appends the events:
 first a run_start made of what is known (pid, command, and what the preamble
 printed: parameters, tokens per step, total steps), at the end a run_end whose
@@ -52,10 +54,12 @@ from pathlib import Path
 
 import orjson
 
+from cockpit.collect.foreign import ForeignCheckpoints
 from cockpit.supervisor import Trainer
 from cockpit.wrap import state as wrapstate
 from cockpit.wrap.adapters import Adapter
 from cockpit.wrap.adapters.runinfo import command_name, end_of, event_dict, last_words, world_size
+from cockpit.wrap.ptyrelay import wait_drained
 from cockpit.wrap.state import STATE, size
 from core.jsonl import tail_objects
 
@@ -64,6 +68,7 @@ NATIVE = "native.json"  # written by cockpit.integrations' RunWriter
 READ_BYTES = 4 << 20  # of stdout.log per read
 MAX_LINE = 1 << 20  # a longer "line" (no \n or \r in it) is parsed in pieces
 SAVE_EVERY_S = 1.0
+DRAIN_S = 3.0  # the most a finished command's pty copier is waited on
 
 
 # -----------------------------------------------------------------------------
@@ -108,6 +113,7 @@ class Adapting:
         self._stop = threading.Event()
         self._native: frozenset[str] = frozenset()  # event types the trainer writes itself
         self._native_look = 0.0
+        self.ckpts: ForeignCheckpoints | None = None  # the trainer's own checkpoints, watched
 
     # --- ownership and state ----------------------------------------------------
 
@@ -173,10 +179,12 @@ class Adapting:
         self.last_step = int(d.get("last_step") or 0)
         self.dropped = int(d.get("dropped_fields") or 0)
         self.adapter.restore(d.get("adapter") or {})
-        # events written after the state was saved will be parsed again: skip them
-        started, ended, self._skip = wrapstate.written_since(
+        # events written after the state was saved will be parsed again: skip them (not
+        # the watched checkpoints: no parse makes those, their sidecar keeps them once)
+        started, ended, skip = wrapstate.written_since(
             self.run_dir / "events.jsonl", int(d.get("events_bytes") or 0)
         )
+        self._skip = deque(e for e in skip if "watched" not in (e.get("tags") or ()))
         self.started, self.ended = self.started or started, self.ended or ended
 
     # --- reading ----------------------------------------------------------------
@@ -217,6 +225,11 @@ class Adapting:
         t0 = self.t_mark
         t_file = min(max(st.st_mtime, t0), time.time())
         t1 = t0 + (t_file - t0) * cut / left
+        if not self._native:
+            # a native writer says so (native.json) before it prints what these bytes hold:
+            # one look per read, so its event types are never written twice (a look a
+            # second could miss one written just before a fast trainer's first lines)
+            self._native_look = 0.0
         lines = data[:cut].replace(b"\r", b"\n").split(b"\n")
         dt = (t1 - t0) / len(lines)
         feed = self.adapter.feed
@@ -294,6 +307,26 @@ class Adapting:
         self._out.append(line)
         self.n_events += 1
 
+    def watch(self, final: bool = False) -> None:
+        """Checkpoint events for what the checkpoint watcher found (written by the owner,
+        unless the trainer writes its own)."""
+        w = self.ckpts
+        if w is None or not self.owner or "checkpoint" in self.native_types():
+            return
+        evs = w.final(self.last_step) if final else w.poll(self.last_step)
+        if not evs:
+            return
+        with self._lock:
+            for d in evs:
+                ev, _ = event_dict(d, time.time())
+                if ev is not None:
+                    self._out.append(orjson.dumps(ev) + b"\n")
+                    self.n_events += 1
+            try:
+                self._flush()
+            except OSError as e:
+                self.error = f"cannot write events.jsonl: {e}"
+
     def _flush(self) -> None:
         """The read's events in one write: complete lines only, nothing held back."""
         if self._out:
@@ -327,12 +360,16 @@ class Adapting:
         with self._lock:
             if not self._own(now_or_never=True) or self.ended:
                 return
+            # under a pty the last bytes may still be in the terminal: its copier holds
+            # the log until it has written them (a moment; bounded, a stuck one is not waited on)
+            wait_drained(self.run_dir / "stdout.log", DRAIN_S)
             try:
                 while self._read(READ_BYTES, final=True):
                     pass
                 now = time.time()
                 for ev in self.adapter.flush():
                     self._emit(ev, now)
+                self.watch(final=True)
                 if "run_end" in self.native_types() and self._native_ended():
                     self.ended = True  # the trainer said how it ended, exactly
                 if exit_code is not None and not self.ended:
@@ -372,6 +409,7 @@ class Adapting:
         while not self._stop.is_set():
             while self.pump() and self.more:
                 pass  # a backlog: read it all before sleeping
+            self.watch()
             t = self.trainer
             if t is not None and not t.alive():  # the hook writes run_end
                 self.finish(t.exit_code)  # (or this, when nobody set the hook)
@@ -397,6 +435,8 @@ class Adapting:
                     self.finish(t.exit_code)
             self._save(force=True)
             self.owner = False
+            if self.ckpts is not None:
+                self.ckpts.close()
             for fd in (self._log_fd, self._events_fd, self._lock_fd):
                 if fd is not None:
                     os.close(fd)  # closing the lock's fd releases it
@@ -408,9 +448,18 @@ class Adapting:
 
 
 def launch_wrapped(
-    cmd: list[str], run_dir: str | Path, fmt: str = "auto", cwd: Path | None = None
+    cmd: list[str],
+    run_dir: str | Path,
+    fmt: str = "auto",
+    cwd: Path | None = None,
+    pty: tuple[int, int] | None = None,
+    checkpoints: list[Path] | None = None,
+    watch_checkpoints: bool = True,
 ) -> tuple[Trainer, Adapting]:
-    """Launch `cmd` under the supervisor with its stdout adapted into events.jsonl.
+    """Launch `cmd` under the supervisor with its stdout adapted into events.jsonl
+    (pty=(columns, rows): under a pseudo-terminal, cockpit.wrap.ptyrelay). Its
+    checkpoints (under `checkpoints`, else the known layouts under cwd) become
+    checkpoint events unless watch_checkpoints is False.
     The caller starts the Adapting (start(), or pump() from its own loop) and
     stops it at the end. Raises ValueError for an unknown format, RuntimeError
     when another cockpit adapts this run directory, OSError when the command
@@ -429,11 +478,13 @@ def launch_wrapped(
         a.off, a.started, a.ended, a.last_step = size(run_dir / "stdout.log"), False, False, 0
         a.t_mark = a.t_begin = time.time()
         try:
-            trainer = Trainer.launch(list(cmd), run_dir, cwd=cwd)
+            trainer = Trainer.launch(list(cmd), run_dir, cwd=cwd, pty=pty)
         except OSError:  # no such command, not executable: nothing runs, nothing is locked
             a.stop()
             raise
         a.trainer, a.pid = trainer, trainer.pid
+        if watch_checkpoints:
+            a.ckpts = ForeignCheckpoints(run_dir, cwd or Path.cwd(), a.t_begin, checkpoints)
         trainer.on_exit = a.on_exit
         a._save(force=True)
     return trainer, a

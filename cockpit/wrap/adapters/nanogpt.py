@@ -9,6 +9,10 @@
 `mfu -100.00%` is its "not measured yet" (the first 5 iterations): unknown.
 Steps keep nanoGPT's own numbers (`iter N` is the step the log calls N).
 tokens/s and cumulative tokens come from "tokens per iteration" when printed.
+nanoGPT evaluates at iteration N before it trains iteration N (`step N: ...`
+comes before `iter N: ...`, both on the same weights): the eval is held until
+that iter line and written after its step, so the eval at step N follows step
+N as in our own runs (a display of the run at the eval shows step N, not N-1).
 Forks append figures (`, lr 6.00e-04`): any `name value` pair after the
 standard ones is read with the generic names.
 """
@@ -34,6 +38,7 @@ class Parser:
         self.info: dict = {}
         self.tpi: int | None = None  # tokens per iteration
         self.step = 0
+        self.held: dict | None = None  # an eval waiting for its iteration's step
 
     def feed(self, line: str) -> list[dict] | None:
         c = line[:1]
@@ -57,22 +62,24 @@ class Parser:
                     if f in ("lr", "grad_norm") and f not in ev:
                         ev[f] = num(v)
             self.step = step
-            return [ev]
+            h, self.held = self.held, None
+            if h is None:
+                return [ev]
+            return [ev, h] if step == h["step"] else [h, ev]
         if c == "s":
             m = EVAL.match(line)
             if m is None:
                 return None
             vl = num(m[3])
-            self.step = int(m[1])
-            return [
-                {
-                    "type": "eval",
-                    "step": self.step,
-                    "val_loss": vl,
-                    "val_ppl": ppl(vl),
-                    "metrics": {"train_loss": num(m[2])},
-                }
-            ]
+            out = self.flush()  # an eval still held (no iter line after it): at its own step
+            self.held = {
+                "type": "eval",
+                "step": int(m[1]),
+                "val_loss": vl,
+                "val_ppl": ppl(vl),
+                "metrics": {"train_loss": num(m[2])},
+            }
+            return out or None
         if c == "t" and (m := TOKENS_PER_ITER.match(line)):
             self.tpi = int(m[1].replace(",", ""))
             self.info["tokens_per_step"] = self.tpi
@@ -81,4 +88,5 @@ class Parser:
         return None
 
     def flush(self) -> list[dict]:
-        return []
+        h, self.held = self.held, None
+        return [h] if h is not None else []

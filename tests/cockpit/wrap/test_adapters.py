@@ -34,7 +34,13 @@ def of(evs: list[dict], typ: str) -> list[dict]:
 def test_nanogpt_iter_and_eval_lines():
     fmt, evs = parse_text(log("nanogpt.log"))
     assert fmt == "nanogpt"
-    assert evs[0] == {
+    # `step 0: ...` comes before `iter 0: ...`: the eval follows its step, as in our runs
+    assert [e["type"] for e in evs[:2]] == ["step", "eval"]
+    # and a display of the run at each eval (its latest step) says the eval's step
+    for i, e in enumerate(evs):
+        if e["type"] == "eval":
+            assert [x["step"] for x in evs[:i] if x["type"] == "step"][-1] == e["step"]
+    assert evs[1] == {
         "type": "eval",
         "step": 0,
         "val_loss": 4.2823,
@@ -412,3 +418,14 @@ def test_cockpit_run_wraps_any_command_headless(tmp_path):
     # an unknown format is a one-line error, not a traceback
     r = cockpit("run", "--format", "nope", "--", "true")
     assert r.returncode == 2 and "invalid choice: 'nope'" in r.stderr
+
+
+def test_lightning_bar_figures_reach_the_step_and_the_eval():
+    t = (
+        "Epoch 0:  50%|█    | 1/2 [00:01<00:01,  1.00it/s, v_num=0, train_loss=2.500, lr-AdamW=0.001]\n"
+        "Epoch 0: 100%|██| 2/2 [00:02<00:00,  1.00it/s, v_num=0, train_loss=2.400, grad_norm=0.7]\n"
+        "Epoch 0: 100%|██| 2/2 [00:02<00:00,  1.00it/s, train_loss=2.400, val_loss=2.600, val_acc=0.500]\n"
+    )
+    _, evs = parse_text(t, "lightning")
+    assert evs[0]["lr"] == 0.001 and evs[1]["step"] == 2
+    assert evs[2]["metrics"] == {"val_acc": 0.5} and evs[2]["val_loss"] == 2.6
