@@ -28,6 +28,9 @@ class CheckpointInfo:
     verified: bool | None = None  # None: not checked yet
     why: str | None = None  # the reason it failed verification
     present: bool = True  # False once retention removed it
+    # ours: in the run's checkpoints/, which the watcher lists; a wrapped or natively
+    # integrated trainer's own (elsewhere) is known from its event only
+    ours: bool = True
 
 
 def main_thread_cpu(proc: dict) -> float | None:

@@ -274,6 +274,10 @@ class RunModel:
         path = str(ev.get("path") or "")
         name = Path(path).name or f"step-{ev.get('step', 0):07d}.pt"
         old = self.checkpoints.get(name)
+        parent = Path(path).parent
+        ours = not path or parent.name == "checkpoints" and (
+            self.run_dir is None or parent.parent.resolve() == Path(self.run_dir).resolve()
+        )
         self.checkpoints[name] = CheckpointInfo(
             name=name,
             step=ev.get("step") or 0,
@@ -282,6 +286,7 @@ class RunModel:
             t=t,
             verified=old.verified if old else None,
             why=old.why if old else None,
+            ours=ours,
         )
 
     def _alert(self, ev: dict, t: float) -> None:
@@ -330,7 +335,7 @@ class RunModel:
             c.val_loss = s.val_loss if s.val_loss is not None else c.val_loss
             c.verified, c.why = s.verified, s.why
         for name, c in self.checkpoints.items():
-            if name not in seen:
+            if name not in seen and c.ours:  # the watcher lists only the run's checkpoints/
                 c.present = False
 
     def feed_system(self, d: dict) -> None:

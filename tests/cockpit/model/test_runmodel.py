@@ -120,3 +120,27 @@ def test_a_resumed_run_is_running_again():
     assert m.status == "interrupted"
     m.feed(ev(E.RunStart(**start | {"pid": 2}, t=10.0)))  # --resume auto, same directory
     assert (m.status, m.run_end, m.info["pid"]) == ("running", None, 2)
+
+
+def test_a_wrapped_trainers_own_checkpoints_are_not_marked_gone(tmp_path):
+    """The checkpoint watcher lists the run's checkpoints/ only: a checkpoint a wrapped
+    or natively integrated trainer wrote elsewhere (HF's checkpoint-N/) stays present,
+    while one of ours that retention removed is marked gone."""
+    m = RunModel(run_dir=tmp_path)
+    hf = str(tmp_path / "out" / "checkpoint-6")
+    ours = str(tmp_path / "checkpoints" / "step-0000006.pt")
+    for path in (hf, ours):
+        m.feed(
+            {
+                "v": 1,
+                "t": 1.0,
+                "type": "checkpoint",
+                "step": 6,
+                "path": path,
+                "bytes": 9,
+                "tags": [],
+            }
+        )
+    m.set_checkpoints([])
+    assert m.checkpoints["checkpoint-6"].present is True
+    assert m.checkpoints["step-0000006.pt"].present is False
