@@ -45,7 +45,7 @@ class WalksConfig:
     class_b_frac: float = 0.2
     "share of nodes in class B (rule targets)"
     rule_k: int = 4
-    "the rule: after a class-A node the walk reaches a class-B node within rule_k steps"
+    "the rule: a class-A node promises a class-B node exactly rule_k steps later; B is off limits while no promise is open"
     holdout_frac: float = 0.1
     "share of start nodes held out of training; val and gate walks start there"
     eval_walks: int = 1000
