@@ -92,7 +92,7 @@ def gate_walks(
     """Greedy generation from the prompts of held-out walks, scored."""
     w = p.data.walks
     prompts = val_walks[: w.eval_walks, : w.prompt_len]
-    n_new = val_walks.size(1) - w.prompt_len
+    n_new = min(w.eval_nodes, val_walks.size(1) - w.prompt_len)
     outs = []
     for i in range(0, len(prompts), 500):
         with autocast(device, dtype):
@@ -261,3 +261,43 @@ def record_eval(
     if status is None and p.eval.patience and prog.bad_evals >= p.eval.patience:
         status = "early_stopped"
     return status, improved, line
+
+
+# -----------------------------------------------------------------------------
+# what one eval costs, from the shapes
+
+# measured on 2 CPU cores (4L x 256d, context 256; 2L x 128d, context 32): a forward
+# reaches about 0.4 of a bare matmul's rate, and a decode step costs about 1 ms a
+# layer beyond its FLOPs
+FORWARD_EFFICIENCY = 0.4
+DECODE_STEP_S_PER_LAYER = 1e-3
+
+
+def eval_work(p: Profile, fwd_flops_per_token: float, n_layer: int) -> dict[str, float]:
+    """One eval's work: forward FLOPs of the val loss and of generation (with the
+    KV cache each generated token costs one token's forward), and the sequential
+    decode steps, whose fixed cost dominates a small model's generation."""
+    B, T = p.train.batch_size, p.data.context
+    val_tokens = p.eval.val_batches * B * T  # at most: a small val split has fewer windows
+    if p.data.source == "walks":
+        w = p.data.walks
+        n_new = min(w.eval_nodes, T + 1 - w.prompt_len)
+        gen_tokens = w.eval_walks * (w.prompt_len + n_new)
+        steps = n_new * math.ceil(w.eval_walks / 500)
+    else:
+        s = p.eval.samples
+        gen_tokens = len(s.prompts) * s.per_prompt * s.max_new_tokens
+        steps = len(s.prompts) * s.max_new_tokens
+    return {
+        "val_flops": val_tokens * fwd_flops_per_token,
+        "gen_flops": gen_tokens * fwd_flops_per_token,
+        "decode_steps": steps * n_layer,
+    }
+
+
+def eval_seconds(work: dict[str, float], flops_per_s: float) -> tuple[float, float]:
+    """(val loss s, generation s) given a bare matmul's rate on the device."""
+    rate = flops_per_s * FORWARD_EFFICIENCY
+    val_s = work["val_flops"] / rate
+    gen_s = work["gen_flops"] / rate + work["decode_steps"] * DECODE_STEP_S_PER_LAYER
+    return val_s, gen_s
