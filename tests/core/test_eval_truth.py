@@ -174,3 +174,18 @@ def test_an_eval_logs_its_duration_and_a_phase_per_part():
     ev = next(e for e in sink.events if isinstance(e, E.Eval))
     assert ev.seconds == r.seconds
     assert np.isfinite(ev.seconds)
+
+
+def test_a_minimal_profile_evaluates_in_seconds():
+    """`data: {source: walks}` and every other key default: one eval at a 2-core
+    CPU's matmul rate (~100 GFLOP/s; the eval ran 4.7 s on one) is seconds."""
+    from core.model import GPT, GPTConfig
+
+    p = Profile(name="t")
+    m = p.model
+    with torch.device("meta"):
+        model = GPT(
+            GPTConfig(p.data.walks.n_nodes + 1, p.data.context, m.n_layer, m.n_head, m.n_embd)
+        )
+    val_s, gen_s = EV.eval_seconds(EV.eval_work(p, model.flops_per_token() / 3, m.n_layer), 100e9)
+    assert val_s + gen_s < 15
