@@ -23,7 +23,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 from rich.text import Text
 
-from cockpit.fmt import clean, final_rows, fmt_bytes, fmt_duration, fmt_num, fmt_rate
+from cockpit.fmt import (
+    clean,
+    final_rows,
+    fmt_bytes,
+    fmt_duration,
+    fmt_estimate,
+    fmt_num,
+    fmt_rate,
+)
 from cockpit.model.runmodel import Figures, RunModel
 from cockpit.model.view import RunView, ViewBuilder
 
@@ -79,6 +87,8 @@ def eval_line(rec: dict, gate: dict | None, best: float | None) -> str:
         line += " · " + ", ".join(parts)
     if best is not None:
         line += f" · best val {best:.4f}"
+    if isinstance(rec.get("seconds"), int | float):  # older runs do not time their evals
+        line += f" · took {fmt_estimate(rec['seconds'])}"
     return line
 
 

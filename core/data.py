@@ -386,7 +386,12 @@ def prepare_files(
                 )
         return docs_cache
 
-    tok, th = load_tokenizer(tcfg, docs, sink)
+    def train_docs() -> list[str]:
+        """The pieces tokenize_to_cache puts in train: the tokenizer never sees val text."""
+        train = [q for d in docs() for q in _pieces(d) if not _is_val(q, cfg.val_fraction)]
+        return train or docs()  # too few pieces for the hash to pick val: the tail is held out
+
+    tok, th = load_tokenizer(tcfg, train_docs, sink)
     cache = Path(cfg.cache_dir) / f"{dh}-{th}-v{int(cfg.val_fraction * 1e6)}"
     if not (cache / "meta.json").exists():
         tokenize_to_cache(docs(), tok, cache, cfg.val_fraction, sink)

@@ -110,6 +110,7 @@ class Eval(Event):
     val_loss: float
     val_ppl: float
     metrics: dict[str, float] = field(default_factory=dict)
+    seconds: float | None = None  # the eval's wall time; None from writers that do not time it
 
 
 @dataclass(frozen=True)

@@ -96,7 +96,9 @@ def write_report(
 ) -> None:
     train = prog.curves.get("train_loss", [])
     val = [v for v in prog.curves.get("val_loss", []) if math.isfinite(v)]
-    tps = summary.get("tokens_per_step", 0) * prog.step / wall if wall > 0 else 0
+    # wall is this process's time: after a resume, count only the steps it ran
+    ran = prog.step - summary.get("resumed_at_step", 0)
+    tps = summary.get("tokens_per_step", 0) * ran / wall if wall > 0 else 0
     lines = [
         f"# Run {run_dir.name}",
         "",

@@ -250,6 +250,7 @@ def run(args: argparse.Namespace, p: Profile) -> int:
             if resume_path is not None:
                 prog = load_resume(resume_path, tok_hash, cfg_hash, model, opt, sink, say)
         carry_position(prog, [B, A, WS], steps_per_epoch, sink, say)
+        summary["resumed_at_step"] = prog.step  # report.md's throughput counts this process's steps
 
         if dist.master:
             (run_dir / "run.yaml").write_text(
@@ -306,7 +307,7 @@ def run(args: argparse.Namespace, p: Profile) -> int:
             with sig.abandonable():  # a stop drops the eval (minutes for a big gate) unrecorded
                 r = evaluate(
                     raw_model, val, p, device, dtype, prog.step, d.graph, d.val_walks, d.tok,
-                    dist.rank, WS,
+                    dist.rank, WS, sink,
                 )  # fmt: skip
             sink.write(E.Phase(name="eval", done=1, total=1))
             verdict: tuple[str | None, bool, bool | None] = (None, False, None)

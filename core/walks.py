@@ -179,15 +179,18 @@ def make_corpus(
 
 
 def score_walks(g: Graph, walks: np.ndarray, prompt_len: int) -> dict[str, float]:
-    edge, a_hits, kept = _score_counts(g, walks, prompt_len)
-    return {"edge_compliance": edge, "rule_compliance": kept / a_hits if a_hits else 1.0}
+    edge, checks, kept = _score_counts(g, walks, prompt_len)
+    return {"edge_compliance": edge, "rule_compliance": kept / checks if checks else 1.0}
 
 
 def _score_counts(g: Graph, walks: np.ndarray, prompt_len: int) -> tuple[float, int, int]:
     """edge_compliance: share of generated steps that follow an edge.
-    The rule: promises are tracked along the whole walk as the generator does;
-    a promise counts when its deadline falls on a generated node, and is kept
-    when that node is in B. A generated BOS breaks the edge and the promise."""
+    rule_compliance = kept / checks, over the generated nodes where the rule
+    says something: a promise falling due (kept when the node is in B) and a
+    step onto B while no promise is open (always a breach: B is off limits).
+    Promises are tracked along the whole walk as the generator does; B in the
+    middle of an open promise is allowed. A generated BOS breaks the edge and
+    the promise."""
     nodes = walks[:, 1:]  # drop BOS
     p = prompt_len - 1  # index (in nodes) of the first generated node
     prev, nxt = nodes[:, p - 1 : -1], nodes[:, p:]
@@ -198,19 +201,20 @@ def _score_counts(g: Graph, walks: np.ndarray, prompt_len: int) -> tuple[float, 
     is_b = np.pad(g.is_b, (0, 1))  # BOS is not B
     first = np.minimum(nodes[:, 0], g.n_nodes - 1)
     left = np.where(g.is_a[first] & (nodes[:, 0] < g.n_nodes), g.rule_k, NONE)
-    due, kept = 0, 0
+    checks, kept = 0, 0
     for i in range(1, nodes.shape[1]):
-        falls_due = left == 1
-        if i >= p and falls_due.any():
-            due += int(falls_due.sum())
-            kept += int((falls_due & is_b[nodes[:, i]]).sum())
+        if i >= p:
+            on_b = is_b[nodes[:, i]]
+            falls_due = left == 1
+            checks += int(falls_due.sum()) + int((on_b & (left >= NONE)).sum())
+            kept += int((falls_due & on_b).sum())
         left = _step_promise(g, left, nodes[:, i])
-    return edge, due, kept
+    return edge, checks, kept
 
 
 def walk_is_valid(g: Graph, walk: np.ndarray, prompt_len: int) -> bool:
-    edge, a_hits, kept = _score_counts(g, walk[None, :], prompt_len)
-    return edge == 1.0 and kept == a_hits
+    edge, checks, kept = _score_counts(g, walk[None, :], prompt_len)
+    return edge == 1.0 and kept == checks
 
 
 def format_walk(g: Graph, tokens: list[int] | np.ndarray) -> str:

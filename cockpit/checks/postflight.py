@@ -115,6 +115,7 @@ def generate(ctx: Context, params: dict, progress: Progress | None = None) -> di
     import torch  # lazy: loads torch (seconds); only this path needs it
 
     from core import walks as W  # lazy: loads torch
+    from core.data import EOT  # lazy: loads torch (seconds); only this path needs it
     from core.evaluate import autocast  # lazy: loads torch (seconds); only this path needs it
 
     tell = progress or (lambda done, total: None)
@@ -167,8 +168,10 @@ def generate(ctx: Context, params: dict, progress: Progress | None = None) -> di
         x = torch.tensor([ids] * len(rows), dtype=torch.long, device=device)
         with autocast(device, dtype):
             y = model.generate(x, new, temperature=temp, top_k=50, generator=gen)
+        eot = data.tok.token_to_id(EOT)
         for i, toks in zip(rows, y[:, len(ids) :].tolist(), strict=True):
-            text = data.tok.decode(toks).split("<|endoftext|>")[0]
+            # cut at the document's end before decoding (decode drops special tokens)
+            text = data.tok.decode(toks[: toks.index(eot)] if eot in toks else toks)
             v = judge.judge(prompt, text) if judge else None
             samples[i] = {"prompt": prompt, "text": text, "valid": v.valid if v else None}
             if v:

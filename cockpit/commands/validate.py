@@ -4,13 +4,17 @@ would train (model, data, budget, gate)."""
 from __future__ import annotations
 
 import sys
+import time
 from typing import TYPE_CHECKING
 
 from cockpit.checks.cost import param_counts
+from cockpit.fmt import fmt_estimate
 from core.config import ProfileError, load_profile
 
 if TYPE_CHECKING:
     from argparse import Namespace
+
+    from core.config import Profile
 
 
 def cmd_validate(args: Namespace) -> int:
@@ -37,4 +41,30 @@ def cmd_validate(args: Namespace) -> int:
     )
     if p.gate.metrics:
         print("  gate     " + ", ".join(f"{k} >= {v:g}" for k, v in p.gate.metrics.items()))
+    val_s, gen_s = eval_estimate(p, vocab)
+    print(
+        f"  eval     about {fmt_estimate(val_s + gen_s)} each on this machine's CPU "
+        f"(val loss {fmt_estimate(val_s)}, generation {fmt_estimate(gen_s)}; from the shapes)"
+    )
     return 0
+
+
+def eval_estimate(p: Profile, vocab: int) -> tuple[float, float]:
+    """(val loss s, generation s) of one eval: its FLOPs at this CPU's matmul rate
+    (timed for 0.2 s at the model's width) plus a fixed cost per decode step."""
+    import torch  # lazy: loads torch (seconds); only this path needs it
+
+    from core.evaluate import eval_seconds, eval_work  # lazy: imports torch
+    from core.model import GPT, GPTConfig  # lazy: imports torch
+
+    m = p.model
+    with torch.device("meta"):
+        model = GPT(GPTConfig(vocab, p.data.context, m.n_layer, m.n_head, m.n_embd))
+    fwd = model.flops_per_token() / 3  # forward only: a third of training's 6N + attention
+    a, b = torch.randn(512, m.n_embd), torch.randn(m.n_embd, 4 * m.n_embd)
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < 0.2:
+        a @ b
+        reps += 1
+    rate = reps * 2 * a.numel() * b.size(1) / (time.perf_counter() - t0)
+    return eval_seconds(eval_work(p, fwd, m.n_layer), rate)

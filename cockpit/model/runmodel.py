@@ -275,8 +275,10 @@ class RunModel:
         name = Path(path).name or f"step-{ev.get('step', 0):07d}.pt"
         old = self.checkpoints.get(name)
         parent = Path(path).parent
-        ours = not path or parent.name == "checkpoints" and (
-            self.run_dir is None or parent.parent.resolve() == Path(self.run_dir).resolve()
+        ours = (
+            not path
+            or parent.name == "checkpoints"
+            and (self.run_dir is None or parent.parent.resolve() == Path(self.run_dir).resolve())
         )
         self.checkpoints[name] = CheckpointInfo(
             name=name,

@@ -12,6 +12,7 @@ from cockpit.fmt import (
     fmt_age,
     fmt_count,
     fmt_duration,
+    fmt_estimate,
     fmt_mib,
     fmt_num,
     fmt_rate,
@@ -176,6 +177,8 @@ class EvalPanel(Panel):
                 ("ppl", fmt_sig(ppl, 4), ""),
                 ("best", fmt_num(v.best_val), ""),
             )
+            if isinstance(e.get("seconds"), int | float):  # older runs do not time their evals
+                out.pairs(("took", fmt_estimate(e["seconds"]), MUTED))
         g = v.gate or {}
         th, metrics = g.get("thresholds") or {}, g.get("metrics") or {}
         latest = (v.evals[-1].get("metrics") or {}) if v.evals else {}
