@@ -154,6 +154,7 @@ def test_headless_plain_lines_when_not_a_terminal(run_dirs):
     assert "  status       completed (exit 0)" in w.stdout.splitlines()
 
 
+@pytest.mark.heavy  # one of the longest end-to-end runs: make test-heavy (CI runs it)
 def test_headless_progress_bar_on_a_terminal(run_dirs):
     d = run_dirs("tty")
     master, slave = pty.openpty()
@@ -224,6 +225,7 @@ def test_a_trainer_failure_shows_its_reason_and_exit_code(run_dirs):
     assert "  reason       too few training windows (1) for one batch of 16" in r.stdout
 
 
+@pytest.mark.heavy  # one of the longest end-to-end runs: make test-heavy (CI runs it)
 def test_kill_9_on_the_cockpit_leaves_training_running_and_watch_reattaches(run_dirs):
     d = run_dirs("detach")
     p = start_cockpit(
@@ -332,6 +334,7 @@ def test_sigkill_on_the_trainer_is_a_crash_with_its_exit_code(run_dirs, tmp_path
     assert row and row[0].split()[2] == "failed", r.stdout
 
 
+@pytest.mark.heavy  # one of the longest end-to-end runs: make test-heavy (CI runs it)
 def test_ctrl_c_stops_gracefully_and_twice_kills(run_dirs):
     d = run_dirs("ctrlc")
     p = start_cockpit(
@@ -373,6 +376,7 @@ def test_ctrl_c_stops_gracefully_and_twice_kills(run_dirs):
     assert not [e for e in events(d2) if e["type"] == "run_end"]
 
 
+@pytest.mark.heavy  # one of the longest end-to-end runs: make test-heavy (CI runs it)
 def test_runs_lists_every_run_with_its_status(run_dirs, tmp_path):
     done = run_dirs("done")
     r = cockpit(

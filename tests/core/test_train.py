@@ -291,6 +291,7 @@ def test_gate_not_passed_after_the_budget_is_recorded_with_its_metrics(tmp_path)
     assert "Gate **not passed**" in (rd / "report.md").read_text()
 
 
+@pytest.mark.heavy  # one of the longest end-to-end runs: make test-heavy (CI runs it)
 def test_resume_from_a_named_older_checkpoint_and_refuse_a_corrupt_one(tmp_path):
     cfg = RESUME + ["train.max_steps=60", "checkpoint.every_steps=20", "checkpoint.keep_last=5"]
     rd, branch = tmp_path / "run", tmp_path / "branch"
