@@ -313,7 +313,9 @@ class Adapting:
         w = self.ckpts
         if w is None or not self.owner or "checkpoint" in self.native_types():
             return
-        evs = w.final(self.last_step) if final else w.poll(self.last_step)
+        # at the end, hashing the last checkpoints waits a little, never a minute: run_end
+        # must not hang on a huge file (a later watcher's poll announces what is left)
+        evs = w.final(self.last_step, timeout_s=5.0) if final else w.poll(self.last_step)
         if not evs:
             return
         with self._lock:

@@ -116,7 +116,9 @@ def launch(tmp_path: Path, name: str, *args: str, fmt: str = "auto"):
     script = tmp_path / "loop.py"
     script.write_text(LOOP)
     run_dir = tmp_path / "logs" / name
-    return run_dir, *launch_wrapped([sys.executable, str(script), *args], run_dir, fmt)
+    # these tests are about events and endings: no scan of the cwd for a trainer's checkpoints
+    cmd = [sys.executable, str(script), *args]
+    return run_dir, *launch_wrapped(cmd, run_dir, fmt, watch_checkpoints=False)
 
 
 def test_a_failing_command_ends_failed_with_its_last_words(tmp_path):
