@@ -264,6 +264,7 @@ def test_kill_9_on_the_cockpit_leaves_training_running_and_watch_reattaches(run_
     assert events(d)[-1]["type"] == "run_end"
 
 
+@pytest.mark.heavy  # one of the longest end-to-end runs: make test-heavy (CI runs it)
 def test_watch_finds_a_trainer_started_without_the_cockpit(run_dirs):
     d = run_dirs("direct")
     core = start_core("--run-dir", str(d), *sets(*ENDLESS_WALKS))

@@ -98,6 +98,7 @@ def test_fix_writes_redacted_copies_and_the_screen_never_shows_a_secret(leaky): 
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # one of the longest end-to-end runs: make test-heavy (CI runs it)
 def test_a_warn_is_accepted_then_confirm_launches_a_real_run(tmp_path):
     # a model far too big for 1,200 walks: sizing WARNs (extreme overfitting risk)
     sets = [*TINY_WALKS, "train.epochs=1", "model.n_embd=256", "model.n_layer=4"]
