@@ -101,6 +101,9 @@ def events_tolerant(run_dir: Path) -> list[dict]:
 
 LOOP = """
 import os, signal, sys, time
+# Ctrl+C raises KeyboardInterrupt even when the launching process ignores SIGINT (an
+# ignored signal stays ignored across exec, and Python then installs no handler)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 if os.environ.get("LOOP_SAVES"):  # a trainer that saves on SIGUSR1, as ours does
     signal.signal(signal.SIGUSR1, lambda *_: print("saving now", flush=True))
 n, pause = int(sys.argv[1]), float(sys.argv[2])
