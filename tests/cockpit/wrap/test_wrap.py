@@ -104,6 +104,7 @@ import os, signal, sys, time
 # Ctrl+C raises KeyboardInterrupt even when the launching process ignores SIGINT (an
 # ignored signal stays ignored across exec, and Python then installs no handler)
 signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # and a blocked one too
 if os.environ.get("LOOP_SAVES"):  # a trainer that saves on SIGUSR1, as ours does
     signal.signal(signal.SIGUSR1, lambda *_: print("saving now", flush=True))
 n, pause = int(sys.argv[1]), float(sys.argv[2])
