@@ -8,15 +8,13 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from core.config import Profile, load_profile
 
-if TYPE_CHECKING:
-    from cockpit.checks.engine import StepResult, StepSpec
-
 REPO = Path(__file__).resolve().parents[2]
 MIB = 2**20
+STATUSES = ("PENDING", "RUNNING", "PASS", "WARN", "FAIL", "SKIP")
 
 Progress = Callable[[float, float], None]
 "(done, total): how far a running check is"
@@ -64,3 +62,54 @@ def threshold(
             r.status = level
             r.message = f"{what} ({figure} {value:,.4g} {'<' if below else '>'} {bar:,.4g})"
             return
+
+
+# -----------------------------------------------------------------------------
+# a step as the checklist declares it, and what running it found
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    id: str = ""
+    "a short name, unique in the checklist (the JSON's `id`)"
+    title: str = ""
+    "what the step checks, in a few words"
+    check: str | None = None
+    "a built-in kind (dataset, secrets, tokenizer, compression, sizing, probe, disk, gpu)"
+    run: str | None = None
+    "or a shell command, run in the repository root: PASS on exit 0, FAIL otherwise"
+    params: dict[str, Any] = field(default_factory=dict)
+    "the kind's parameters"
+    warn: dict[str, float] = field(default_factory=dict)
+    "WARN thresholds, by the kind's figure names"
+    fail: dict[str, float] = field(default_factory=dict)
+    "FAIL thresholds, by the kind's figure names"
+    fix: str | None = None
+    "what to do when the step fails, told to the user"
+
+
+@dataclass
+class StepResult:
+    id: str
+    title: str
+    status: str = "PENDING"
+    message: str = ""
+    figures: dict = field(default_factory=dict)
+    findings: list[dict] = field(default_factory=list)  # {"file", "line", "kind", "preview"}
+    progress: tuple[float, float] | None = None  # (done, total) while RUNNING
+    seconds: float | None = None
+    fixed: dict | None = None  # what the step's fix made, e.g. {"path": folder of copies}
+
+    def to_dict(self) -> dict:
+        d = {
+            "id": self.id,
+            "title": self.title,
+            "status": self.status,
+            "message": self.message,
+            "figures": self.figures,
+            "findings": self.findings,
+            "seconds": None if self.seconds is None else round(self.seconds, 3),
+        }
+        if self.fixed is not None:
+            d["fixed"] = self.fixed
+        return d

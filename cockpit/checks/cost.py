@@ -11,19 +11,16 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psutil
 
-from cockpit.checks.base import Context, Kind, Progress, threshold
+from cockpit.checks.base import Context, Kind, Progress, StepResult, StepSpec, threshold
 from cockpit.collect.follow import EventsFollower
 from cockpit.collect.gpu import GpuSampler
 from cockpit.fmt import fmt_estimate
 from cockpit.supervisor import Trainer, log_tail, trainer_command
 from core.config import Profile
-
-if TYPE_CHECKING:
-    from cockpit.checks.engine import StepResult, StepSpec
 
 MIB = 2**20
 

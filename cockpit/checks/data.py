@@ -24,7 +24,7 @@ from core.errors import DataError
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
-    from cockpit.checks.engine import StepResult, StepSpec
+    from cockpit.checks.base import StepResult, StepSpec
 
 # -----------------------------------------------------------------------------
 # dataset: shards found, readable, text present, big enough

@@ -14,37 +14,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from cockpit.checks.base import Context, FixError
+from cockpit.checks.base import Context, FixError, StepResult, StepSpec
 from cockpit.checks.registry import all_kinds, apply_fix, run_step
 from core.yamlmap import Problem, ProfileError, _build, _parse_yaml
 
 CHECKLISTS_DIR = Path(__file__).resolve().parents[2] / "checklists"
-STATUSES = ("PENDING", "RUNNING", "PASS", "WARN", "FAIL", "SKIP")
 
 # -----------------------------------------------------------------------------
 # the schema
-
-
-@dataclass(frozen=True)
-class StepSpec:
-    id: str = ""
-    "a short name, unique in the checklist (the JSON's `id`)"
-    title: str = ""
-    "what the step checks, in a few words"
-    check: str | None = None
-    "a built-in kind (dataset, secrets, tokenizer, compression, sizing, probe, disk, gpu)"
-    run: str | None = None
-    "or a shell command, run in the repository root: PASS on exit 0, FAIL otherwise"
-    params: dict[str, Any] = field(default_factory=dict)
-    "the kind's parameters"
-    warn: dict[str, float] = field(default_factory=dict)
-    "WARN thresholds, by the kind's figure names"
-    fail: dict[str, float] = field(default_factory=dict)
-    "FAIL thresholds, by the kind's figure names"
-    fix: str | None = None
-    "what to do when the step fails, told to the user"
 
 
 @dataclass(frozen=True)
@@ -134,33 +112,6 @@ def _parent_line(key: str, lines: dict[str, int]) -> int | None:
 
 # -----------------------------------------------------------------------------
 # results and the engine
-
-
-@dataclass
-class StepResult:
-    id: str
-    title: str
-    status: str = "PENDING"
-    message: str = ""
-    figures: dict = field(default_factory=dict)
-    findings: list[dict] = field(default_factory=list)  # {"file", "line", "kind", "preview"}
-    progress: tuple[float, float] | None = None  # (done, total) while RUNNING
-    seconds: float | None = None
-    fixed: dict | None = None  # what the step's fix made, e.g. {"path": folder of copies}
-
-    def to_dict(self) -> dict:
-        d = {
-            "id": self.id,
-            "title": self.title,
-            "status": self.status,
-            "message": self.message,
-            "figures": self.figures,
-            "findings": self.findings,
-            "seconds": None if self.seconds is None else round(self.seconds, 3),
-        }
-        if self.fixed is not None:
-            d["fixed"] = self.fixed
-        return d
 
 
 def overall(results: list[StepResult]) -> str:

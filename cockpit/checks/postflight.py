@@ -14,15 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import TYPE_CHECKING
 
-from cockpit.checks.base import Context, Kind, Progress
+from cockpit.checks.base import Context, Kind, Progress, StepResult, StepSpec
 from cockpit.checks.postflight_load import PostflightError, loaded
 from core import checkpoint as C
 from core.validators import validator_for
-
-if TYPE_CHECKING:
-    from cockpit.checks.engine import StepResult, StepSpec
 
 
 def joined(s: dict) -> str:

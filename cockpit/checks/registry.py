@@ -4,15 +4,10 @@ cockpit.checks.postflight. The engine reads kinds only from here."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from cockpit.checks.base import Context, FixError, Kind, Progress, Update
+from cockpit.checks.base import Context, FixError, Kind, Progress, StepResult, StepSpec, Update
 from cockpit.checks.cost import RUN_KINDS
 from cockpit.checks.data import DATA_KINDS, run_command
 from cockpit.checks.postflight import POSTFLIGHT_KINDS
-
-if TYPE_CHECKING:
-    from cockpit.checks.engine import StepResult, StepSpec
 
 
 def all_kinds() -> dict[str, Kind]:

@@ -7,7 +7,8 @@ terminal."""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, cast
+from pathlib import Path
+from typing import Any, Protocol, cast
 
 from textual.content import Content
 from textual.dom import DOMNode
@@ -17,8 +18,18 @@ from textual.widget import Widget
 from cockpit.fmt import clean
 from cockpit.model.view import RunView
 
-if TYPE_CHECKING:  # types only: the app imports the screens that import this
-    from cockpit.ui.app import CockpitApp
+
+class CockpitApp(Protocol):
+    """What screens ask of the app (cockpit.ui.app.CockpitApp), declared here so the
+    widgets and screens the app imports need not import the app back."""
+
+    logs: Path
+
+    def open_run(self, run_dir: Path) -> None: ...
+    def compare(self, a: Path, b: Path, a_view: RunView | None = None) -> None: ...
+    def pick_and_compare(self, run_dir: Path, view: RunView | None) -> None: ...
+    def attach(self, session: Any) -> None: ...  # a Session (widgets do not import it)
+
 
 MUTED, ACCENT, PRIMARY = "$text-muted", "$text-accent", "$text-primary"
 OK, WARN, ERROR = "$text-success", "$text-warning", "$text-error"
@@ -28,7 +39,7 @@ GAP = "  "  # between a value and the next label
 
 def cockpit_app(node: DOMNode) -> CockpitApp:
     """The app a screen or widget runs in, typed as ours (its modes and actions)."""
-    return cast("CockpitApp", node.app)
+    return cast(CockpitApp, node.app)
 
 
 def gaps_trail(row: list[tuple[str, str]]) -> list[tuple[str, str]]:
