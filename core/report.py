@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from core import checkpoint as C
 from core import events as E
 from core.checkpoint import atomic_write_text
+from core.energy import notes, summary_line
 
 if TYPE_CHECKING:
     from core.config import Profile
@@ -84,6 +85,19 @@ def _fmt(x: object, spec: str = ".4f") -> str:
     return "—" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, spec)
 
 
+def _energy_rows(energy: dict | None) -> list[str]:
+    """The energy rows of the figures table: kWh, J/token, cost (core.energy measured them)."""
+    if not energy:
+        return []
+    if not isinstance(energy.get("kwh"), int | float):
+        return ["| energy | not measured (below) |"]
+    rows = [f"| energy | {summary_line(energy)} |"]
+    rows.append(f"| energy per token | {_fmt(energy.get('j_per_token'), '.3g')} J |")
+    if energy.get("cost") is not None:
+        rows.append(f"| energy cost | {energy['cost']:.4g} at {energy['price_kwh']:g} per kWh |")
+    return rows
+
+
 def write_report(
     run_dir: Path,
     p: Profile,
@@ -93,6 +107,7 @@ def write_report(
     wall: float,
     summary: dict,
     env: dict,
+    energy: dict | None = None,
 ) -> None:
     train = prog.curves.get("train_loss", [])
     val = [v for v in prog.curves.get("val_loss", []) if math.isfinite(v)]
@@ -126,7 +141,10 @@ def write_report(
         f"| mean throughput | {tps:,.0f} tokens/s |",
         f"| first / final train loss | {_fmt(train[0] if train else None)} / {_fmt(train[-1] if train else None)} |",
         f"| best val loss | {_fmt(min(val) if val else None)} (ppl {_fmt(math.exp(min(val)) if val else None, '.2f')}) |",
+        *_energy_rows(energy),
         "",
+        *[f"- {n}" for n in notes(energy or {})],
+        *([""] if energy and notes(energy) else []),
         "## Gate",
         "",
     ]

@@ -28,6 +28,7 @@ from core import checkpoint as C
 from core import events as E
 from core.config import Profile, ProfileError, config_hash, load_profile, to_dict
 from core.data import load_data
+from core.energy import EnergyMeter, gpu_indices, price_from_env
 from core.errors import DataError
 from core.evaluate import autocast, evaluate, record_eval
 from core.model import GPT, GPTConfig, param_groups
@@ -139,6 +140,10 @@ def run(args: argparse.Namespace, p: Profile) -> int:
     sig = Signals(stacks_dir=run_dir / "stacks" / ("" if dist.master else f"rank-{dist.rank}"))
     sig.install()
     t_start = time.time()
+    # rank 0 meters this node's GPUs (NVML) and CPU packages (RAPL) for result.json
+    local_ws = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    gpus = gpu_indices(local_ws) if device.type == "cuda" else None
+    meter = EnergyMeter(gpus).start() if dist.master else None
     say = print if dist.master else (lambda *a, **k: None)
     say(f"run dir: {run_dir}")
     ended = False  # finish() ran
@@ -156,15 +161,18 @@ def run(args: argparse.Namespace, p: Profile) -> int:
         sig.set_abandonable(False)  # a signal now must not cut the ending short
         wall = time.time() - t_start
         heart.close()
+        ran = prog.step - summary.get("resumed_at_step", 0)  # this process's steps
+        tokens = ran * summary.get("tokens_per_step", 0) or None
+        energy = meter.stop(tokens, price_from_env()).to_dict() if meter is not None else None
         writes = [("ranks/", lambda: ranks.close(prog.step, status, code))]
         if dist.master:
             writes += [
                 ("run_end", lambda: sink.write(
                     E.RunEnd(status=status, step=prog.step, reason=reason, wall_s=wall))),
                 ("result.json", lambda: write_result(
-                    run_dir, p, status, reason, prog, wall, summary, extra or {})),
+                    run_dir, p, status, reason, prog, wall, summary, dict(extra or {}, energy=energy))),
                 ("report.md", lambda: write_report(
-                    run_dir, p, status, reason, prog, wall, summary, env)),
+                    run_dir, p, status, reason, prog, wall, summary, env, energy)),
             ]  # fmt: skip
         for what, write in writes:
             try:  # each on its own: a full disk or a bug in one must not lose the others
