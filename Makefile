@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev,integrations,c-validator]'
+	$(PY) -m pip install -q -e '.[dev,integrations,c-validator,stalls]'
 	touch $(STAMP)
 
 # pre-flight (shown, nothing asked), then the run in the live monitor (plain lines when not a terminal)

@@ -1,8 +1,9 @@
 """The `cockpit` command.
 
 cockpit run      [--profile P] [--headless] [--yes] [--fix] [--skip-preflight] [--skip-postflight]
-                 [--set k=v] [--health k=v]   pre-flight, the run, post-flight; exit code: the trainer's
-cockpit watch    [RUN_DIR|latest] [--headless]    attach to a live run or replay a finished one
+                 [--set k=v] [--health k=v] [--notify URL] [--price-kwh P]
+                 pre-flight, the run, post-flight; exit code: the trainer's
+cockpit watch    [RUN_DIR|latest] [--headless] [--notify URL]   attach to a live run or replay one
 cockpit runs                                      every run under logs/ with its status
 cockpit preflight [--profile P] [--checklist C] [--yes [--fix]] [--json]   exit 0 ok, 1 a FAIL, 2 bad input
 cockpit postflight [RUN_DIR|latest] [--checkpoint C] [--json]            exit 0 ok, 1 a FAIL, 2 bad input
@@ -44,6 +45,30 @@ def main(argv: list[str] | None = None) -> int:
             default=[],
             metavar="KEY=VALUE",
             help="override an alert threshold, e.g. stall_min_s=120 (see cockpit/model/health.py)",
+        )
+
+    def notify_opts(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "--notify",
+            action="append",
+            default=[],
+            metavar="URL",
+            help="send alerts, a gate pass and the run's end here (repeatable; also notify: in "
+            "~/.config/cockpit/config.yaml): ntfy://host/topic, https://hooks.slack.com/…, "
+            "slack+https://…, or any https:// URL for a JSON POST",
+        )
+        sp.add_argument(
+            "--notify-level",
+            choices=("info", "warn", "error"),
+            default=None,
+            help="send alerts at or above this level (default error)",
+        )
+        sp.add_argument(
+            "--price-kwh",
+            type=float,
+            default=None,
+            metavar="PRICE",
+            help="what a kWh costs you: the run's energy is shown with its cost",
         )
 
     r = sub.add_parser("run", help="launch a training run and follow it")
@@ -107,12 +132,14 @@ def main(argv: list[str] | None = None) -> int:
         help="run any training command instead of a profile; its stdout becomes events",
     )
     display_opts(r)
+    notify_opts(r)
     r.set_defaults(command=("run", "cmd_run"))
     w = sub.add_parser(
         "watch", help="attach to a live run (history first) or replay a finished one"
     )
     w.add_argument("run", nargs="?", default="latest", help="run directory, run id, or latest")
     display_opts(w)
+    notify_opts(w)
     w.set_defaults(command=("watch", "cmd_watch"))
     pf = sub.add_parser("preflight", help="run the pre-flight checklist for a profile")
     pf.add_argument("--profile", default="demo-walks", help="profile name or path")

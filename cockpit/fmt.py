@@ -19,6 +19,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from cockpit.model.runmodel import OK_STATUSES
+from core.energy import summary_line
 
 if TYPE_CHECKING:  # types only: the view imports nothing of this module
     from cockpit.model.view import RunView
@@ -258,6 +259,8 @@ def final_rows(v: RunView) -> list[tuple[str, str]]:
     if bad:
         ck += f"; {len(bad)} INVALID: {bad[0].name}: {bad[0].why}"
     rows.append(("checkpoints", ck))
+    if v.energy:
+        rows.append(("energy", clean(summary_line(v.energy))))
     rows.append(("alerts", ", ".join(sorted({a.code for a in v.alerts})) or "none"))
     if v.run_dir is not None:
         rows.append(("run dir", str(v.run_dir)))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,16 +23,21 @@ from typing import BinaryIO
 
 import orjson
 
+from cockpit.collect import pyspy
 from cockpit.collect.ckwatch import CheckpointWatcher
+from cockpit.collect.energy import read_energy, with_price, write_energy
 from cockpit.collect.follow import EventsFollower
 from cockpit.collect.gpu import GpuSampler
 from cockpit.collect.ranks import RankReader, running_pids
 from cockpit.collect.sampling import ProcessSampler
 from cockpit.collect.system import SystemSampler, system_lines, without_threads
+from cockpit.fmt import clean
 from cockpit.model.curve import Curve
 from cockpit.model.health import EXIT_CODE_WAIT_S, Health, HealthConfig
 from cockpit.model.runmodel import ENDED, RunModel
+from cockpit.notify import RunNotices
 from cockpit.supervisor import Trainer, announced, log_tail
+from core.energy import EnergyMeter
 from core.jsonl import JsonlReader, tail_objects
 
 THREADS_EVERY_S = 10.0  # per-thread lists go to system.jsonl this often (the rest every sample)
@@ -51,6 +57,9 @@ class Session:
         sample_every_s: float = 1.0,
         ckpt_every_s: float = 2.0,
         notify: bool = True,
+        notices: RunNotices | None = None,
+        meter: EnergyMeter | None = None,
+        price_kwh: float | None = None,
     ):
         self.run_dir = Path(run_dir)
         self.trainer = trainer
@@ -70,6 +79,11 @@ class Session:
         self.rank_pids: list[int] | None = None  # under torchrun: the ranks running here
         self._ended_at: float | None = None
         self.replayed_events = 0
+        # notifications (--notify), the energy meter of a wrapped command, the price per kWh
+        self.notices, self.meter, self.price_kwh = notices, meter, price_kwh
+        self._pyspy: threading.Thread | None = None  # a py-spy dump under way
+        self._pyspy_out: list[pyspy.Dump] | None = None
+        self._settled = False
 
     # --- history ---------------------------------------------------------------
 
@@ -116,6 +130,8 @@ class Session:
         self.replayed_events = n
         self._find_trainer()
         self._check_process(time.time())
+        if self.notices is not None and (self.trainer is None or self.trainer.proc is None):
+            self.notices.baseline(m)  # watching: the history is not news (a run we launch is)
         return True
 
     def preview(self) -> RunModel | None:
@@ -170,12 +186,24 @@ class Session:
         self._check_process(now)
         if not sampled and m.proc_alive == was_alive and m.proc_alive is not False:
             self._collect_dump(now)
+            self._notify(now)
             return  # the checks run at the sampling pace; every tick once the process is gone
         for f in self.health.update(m, now):
             m.add_alert(f.level, f.code, f.message, "cockpit", f.detail, t=now)
-            if f.code == "stall":
-                self._ask_dump(now)
+            if f.code == "stall" and not self._ask_dump(now):
+                self._spy(now)  # no SIGUSR2 handler (a wrapped command): py-spy reads it
         self._collect_dump(now)
+        self._notify(now)
+
+    def _notify(self, now: float) -> None:
+        """New alerts and a gate pass go out (the run's end waits for settle(), which has
+        its energy); a target that fails is said once, as an alert."""
+        n = self.notices
+        if n is None:
+            return
+        for p in n.notifier.problems():
+            self.model.add_alert("warn", "notify", p, "cockpit", t=now)
+        n.observe(self.model, now, end=False)
 
     def _sample_ranks(self) -> None:
         """Under torchrun: every rank's figures, stragglers and failed ranks (with their log)."""
@@ -221,8 +249,39 @@ class Session:
             time.sleep(0.05)
             self.model.set_checkpoints(self.ckpts.scan())
         self._read_all()
+        self._energy()
+        self._settled = True
+        if self.notices is not None:
+            self.notices.observe(self.model, time.time())  # the run's end, with its energy
+
+    def _energy(self) -> None:
+        """The run's energy: what the cockpit measured for a wrapped command (written to
+        energy.json), else what the trainer wrote in result.json."""
+        m = self.model
+        if self.meter is not None and m.status in ENDED:
+            tokens = m.tokens or None
+            e = self.meter.stop(tokens, self.price_kwh).to_dict()
+            self.meter = None
+            write_energy(self.run_dir, e)
+            m.energy = with_price(e, self.price_kwh)
+            return
+        got = read_energy(self.run_dir, self.price_kwh)
+        if got is None and m.status in ENDED and m.run_end is not None:
+            # the trainer writes run_end, then result.json: give it a moment
+            deadline = time.time() + 2.0
+            while got is None and time.time() < deadline and (self.run_dir / "run.yaml").exists():
+                time.sleep(0.1)
+                got = read_energy(self.run_dir, self.price_kwh)
+        if got is not None:
+            m.energy = got
 
     def close(self) -> None:
+        if self.notices is not None:
+            if self.model.status in ENDED and not self._settled:
+                self.notices.observe(self.model, time.time())
+            self.notices.notifier.close()
+        if self.meter is not None:
+            self.meter.stop()  # a detach: the wrapped command goes on, unmeasured
         self.follower.close()
         self.ckpts.close()
         self.gpu_sampler.close()
@@ -361,9 +420,70 @@ class Session:
             return True
         return False
 
+    def _spy_targets(self) -> list[tuple[int, int | None]]:
+        """The processes py-spy reads: under torchrun each rank's, the slowest first (the
+        lowest step, then the longest silent); else the trainer's main process."""
+        snap = self.model.ranks
+        if self.rank_pids and snap is not None:
+            alive = set(self.rank_pids)
+            ranks = sorted(
+                (r for r in snap.ranks if r.pid is not None and r.pid in alive),
+                key=lambda r: (r.step or 0, r.t_last or 0.0),
+            )
+            if ranks:
+                return [(r.pid, r.rank) for r in ranks if r.pid is not None]
+        t = self.trainer
+        return [(t.pid, None)] if t is not None and t.alive() else []
+
+    def _spy(self, now: float) -> None:
+        """py-spy dumps on a thread of their own (each takes a moment; a tick must not)."""
+        targets = self._spy_targets()
+        if not targets or self._pyspy is not None:
+            return
+
+        def work() -> None:
+            self._pyspy_out = pyspy.dump_all(targets)
+
+        self._pyspy = threading.Thread(target=work, name="cockpit-pyspy", daemon=True)
+        self._pyspy.start()
+
+    def _collect_spy(self, now: float) -> None:
+        if self._pyspy is None or self._pyspy.is_alive():
+            return
+        dumps, self._pyspy, self._pyspy_out = self._pyspy_out or [], None, None
+        if not dumps:
+            return
+        ok = [d for d in dumps if d.text]
+        who = ", ".join(f"rank {d.rank}" if d.rank is not None else f"pid {d.pid}" for d in dumps)
+        if ok:
+            msg = (
+                f"py-spy dump after the stall ({who}; the slowest rank first)"
+                if len(dumps) > 1
+                else f"py-spy dump after the stall ({who})"
+            )
+            self.model.add_alert(
+                "info",
+                "stack_dump",
+                msg,
+                "cockpit",
+                clean(pyspy.as_text(dumps), newlines=True),
+                t=now,
+            )
+        else:
+            err = dumps[0].error or "py-spy gave nothing"
+            self.model.add_alert(
+                "warn",
+                "stack_dump",
+                f"no stack dump after the stall: {clean(err)}",
+                "cockpit",
+                clean(pyspy.as_text(dumps), newlines=True),
+                t=now,
+            )
+
     def _collect_dump(self, now: float) -> None:
         """Show the stack dump a stall asked for, once the trainer wrote it (a stopped
         process writes it only when it runs again)."""
+        self._collect_spy(now)
         if self._dump_wait is None:
             return
         _, before, why = self._dump_wait

@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -229,11 +229,11 @@ class Nvml:
             return None
 
 
-def gpu_indices(local_world_size: int = 1, env: dict | None = None) -> list[int]:
+def gpu_indices(local_world_size: int = 1, env: Mapping[str, str] | None = None) -> list[int]:
     """The NVML indices of the GPUs this node's ranks use: CUDA_VISIBLE_DEVICES (when it
     lists indices), else the first local_world_size devices."""
-    env = os.environ if env is None else env
-    vis = env.get("CUDA_VISIBLE_DEVICES")
+    e: Mapping[str, str] = os.environ if env is None else env
+    vis = e.get("CUDA_VISIBLE_DEVICES")
     if vis:
         try:
             listed = [int(x) for x in vis.split(",") if x.strip()]

@@ -15,17 +15,21 @@ from typing import TYPE_CHECKING
 from cockpit.checks.engine import overall
 from cockpit.checks.preflight import prepare
 from cockpit.checks.preflight import save as save_preflight
+from cockpit.collect.energy import meter_for_wrapped
 from cockpit.commands.follow import HARD_KILL_WINDOW_S, follow, parse_health, use_tui
 from cockpit.commands.postflight import postflight_after_run
 from cockpit.commands.preflight import run_printed
 from cockpit.headless import HeadlessPrinter
 from cockpit.model.runmodel import OK_STATUSES, status_code
+from cockpit.notify import describe, session_kwargs
 from cockpit.session import Session
 from cockpit.supervisor import Trainer, new_run_dir, torchrun_command, trainer_command
 from cockpit.ui.app import run_tui, run_wizard
+from cockpit.userconfig import UserConfigError, load_user_config
 from cockpit.wrap.adapters.runinfo import command_name
 from cockpit.wrap.wrapped import launch_wrapped
 from core.config import ProfileError, load_profile
+from core.energy import PRICE_ENV
 
 if TYPE_CHECKING:
     from argparse import Namespace
@@ -63,6 +67,7 @@ def _launch(
     sets: list[str],
     checked: tuple[Context, list[StepResult]] | None = None,
     notify: bool = False,
+    extras: dict | None = None,
 ) -> Session:
     """Make the run directory (with preflight.json), start the trainer, follow it."""
     run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(p.name)
@@ -74,7 +79,24 @@ def _launch(
     else:
         cmd = trainer_command(args.profile, run_dir, sets)
     # the TUI repaints on change notification; the headless loop ticks at its own pace
-    return Session(run_dir, Trainer.launch(cmd, run_dir), health, notify=notify)
+    trainer = Trainer.launch(cmd, run_dir)
+    return Session(run_dir, trainer, health, notify=notify, **(extras or {}))
+
+
+def extras(args: Namespace) -> dict | None:
+    """--notify, --notify-level, --price-kwh and the user config: the Session's extra
+    keywords; None (after saying why) when one is bad. A price is passed on to the
+    trainer we launch (its result.json and report.md show the cost)."""
+    try:
+        kw = session_kwargs(args.notify, args.notify_level, args.price_kwh, load_user_config())
+    except (UserConfigError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None
+    if kw["price_kwh"] is not None:
+        os.environ[PRICE_ENV] = repr(kw["price_kwh"])
+    if (line := describe(kw)) is not None:
+        print(line, file=sys.stderr)
+    return kw
 
 
 def _postflight(args: Namespace, session: Session) -> None:
@@ -100,6 +122,9 @@ def cmd_run(args: Namespace) -> int:
     health = parse_health(args.health)
     if health is None:
         return 2
+    kw = extras(args)
+    if kw is None:
+        return 2
     if args.skip_preflight:
         print(
             "cockpit: --skip-preflight: no data, secrets, sizing, memory or disk checks",
@@ -115,7 +140,7 @@ def cmd_run(args: Namespace) -> int:
         sessions: list[Session] = []
 
         def launcher(ctx: Context, results: list[StepResult]) -> Session:
-            sessions.append(_launch(args, ctx.profile, health, ctx.sets, (ctx, results), True))
+            sessions.append(_launch(args, ctx.profile, health, ctx.sets, (ctx, results), True, kw))
             return sessions[-1]
 
         # --yes: the screen still shows the checks, then launches unless one failed
@@ -132,7 +157,7 @@ def cmd_run(args: Namespace) -> int:
             return got
         checked = got
         sets = checked[0].sets  # a fix may point the run at redacted copies
-    session = _launch(args, p, health, sets, checked, notify=tui)
+    session = _launch(args, p, health, sets, checked, notify=tui, extras=kw)
     if tui:
         code = run_tui("monitor", session=session)
         _postflight(args, session)
@@ -184,6 +209,9 @@ def cmd_run_wrapped(args: Namespace, cmd: list[str]) -> int:
     health = parse_health(args.health)
     if health is None:
         return 2
+    kw = extras(args)
+    if kw is None:
+        return 2
     run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(command_name(cmd))
     tui = use_tui(args)
     pty: tuple[int, int] | None = None
@@ -197,7 +225,9 @@ def cmd_run_wrapped(args: Namespace, cmd: list[str]) -> int:
         print(f"error: cannot run {cmd[0]!r}: {e}", file=sys.stderr)
         return 2
     adapting.start()
-    session = Session(run_dir, trainer, health, notify=False)
+    # a command we wrap does not meter itself: the cockpit does (energy.json)
+    kw["meter"] = meter_for_wrapped().start()
+    session = Session(run_dir, trainer, health, notify=False, **kw)
     try:
         if tui:
             return run_tui("monitor", session=session)

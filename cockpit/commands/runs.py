@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cockpit.commands.follow import use_tui
-from cockpit.fmt import clean, fmt_duration, fmt_num
+from cockpit.fmt import clean, fmt_duration, fmt_num, fmt_sig
 from cockpit.model.runs import list_runs
 from cockpit.ui.app import run_tui
 
@@ -22,7 +22,7 @@ def cmd_runs(args: Namespace) -> int:
     if not rows:
         print(f"no runs under {args.logs}/ yet; start one with: cockpit run")
         return 0
-    head = f"{'run':<40} {'profile':<14} {'status':<13} {'step':>13} {'best val':>9} {'gate':<10} {'started':<16} {'wall':>8}"
+    head = f"{'run':<40} {'profile':<14} {'status':<13} {'step':>13} {'best val':>9} {'gate':<10} {'started':<16} {'wall':>8} {'kWh':>8}"
     print(head)
     for r in rows:
         step = f"{r.step}/{r.total_steps}" if r.total_steps else str(r.step)
@@ -31,7 +31,7 @@ def cmd_runs(args: Namespace) -> int:
         print(
             clean(
                 f"{r.run_id:<40} {r.profile:<14} {r.status:<13} {step:>13} {fmt_num(r.best_val):>9} "
-                f"{r.gate:<10} {started:<16} {fmt_duration(r.wall_s):>8}"
+                f"{r.gate:<10} {started:<16} {fmt_duration(r.wall_s):>8} {fmt_sig(r.energy_kwh, 3):>8}"
             )
         )
     return 0

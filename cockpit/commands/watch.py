@@ -7,6 +7,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from cockpit.commands.follow import follow, parse_health, use_tui
+from cockpit.commands.run import extras
 from cockpit.headless import HeadlessPrinter
 from cockpit.model.runs import resolve
 from cockpit.session import Session
@@ -31,6 +32,9 @@ def cmd_watch(args: Namespace) -> int:
     health = parse_health(args.health)
     if health is None:
         return 2
+    kw = extras(args)
+    if kw is None:
+        return 2
     trainer = Trainer.find(run_dir)
     adapting = attach_wrapped(
         run_dir, trainer
@@ -39,8 +43,8 @@ def cmd_watch(args: Namespace) -> int:
         adapting.start()
     try:
         if use_tui(args):
-            return run_tui("monitor", session=Session(run_dir, trainer, health))
-        return _watch(args, Session(run_dir, trainer, health, notify=False))
+            return run_tui("monitor", session=Session(run_dir, trainer, health, **kw))
+        return _watch(args, Session(run_dir, trainer, health, notify=False, **kw))
     finally:
         if adapting is not None:
             adapting.stop()

@@ -144,6 +144,7 @@ class RunModel:
         None  # cockpit.collect.ranks.RanksSnapshot under torchrun (per-rank figures)
     )
     handles: tuple = (None, None)  # the trainer has a handler for SIGUSR1, SIGUSR2 (None: unknown)
+    energy: dict | None = None  # core.energy's record once the run ended (cockpit.session)
 
     # --- events --------------------------------------------------------------
 

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from cockpit.collect.energy import kwh_of, read_energy
 from cockpit.supervisor import LOGS, announced, pid_is, read_info
 from core.jsonl import JsonlReader, tail_objects, type_filter
 
@@ -25,6 +26,7 @@ class RunRow:
     gate: str  # passed | not passed | –
     started: float | None
     wall_s: float | None
+    energy_kwh: float | None = None  # result.json's or energy.json's (core.energy)
 
 
 def is_run_dir(d: Path) -> bool:
@@ -120,6 +122,7 @@ def summarize(run_dir: Path) -> RunRow:
         gate=ev["gate"] or "–",
         started=started,
         wall_s=wall,
+        energy_kwh=kwh_of(read_energy(run_dir)) if end is not None or status == "failed" else None,
     )
 
 

@@ -110,6 +110,7 @@ class RunView:
     malformed: int = model(0)
     ranks: RanksSnapshot | None = model()  # under torchrun: per-rank figures
     handles: tuple = model((None, None))  # the trainer handles SIGUSR1 (save), SIGUSR2 (stacks)
+    energy: dict | None = model()  # the run's energy (core.energy's record), once it ended
     # --- derived from the model, each in one place
     info: dict = field(default_factory=dict)  # the run_start event (a copy)
     figures: Figures = field(default_factory=Figures)  # RunModel.figures(): every headline number
