@@ -374,6 +374,7 @@ class EnergyMeter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.t0: float | None = None
+        self.t_last: float | None = None
 
     def sample(self) -> None:
         """One reading of every counter."""
@@ -381,6 +382,7 @@ class EnergyMeter:
             t = self.clock()
             if self.t0 is None:
                 self.t0 = t
+            self.t_last = t
             for z in self.zones:
                 uj = read_uj(z)
                 if uj is not None:
@@ -406,7 +408,7 @@ class EnergyMeter:
             self._thread.join(timeout=2.0)
         self.sample()
         with self._lock:
-            wall = self.clock() - (self.t0 or self.clock())
+            wall = (self.t_last or 0.0) - (self.t0 or 0.0)
             gpu_j: float | None = None
             sources = {a.source for a in self.gpus.values()} - {None}
             if self.gpus and sources:
