@@ -198,7 +198,9 @@ def test_a_slow_endpoint_never_slows_posting():
             t0 = time.perf_counter()
             n.post(note())
             times.append(time.perf_counter() - t0)
-        assert max(times) < 0.01, max(times)  # microseconds each, measured in the bench
+        # microseconds each (bench/notify.py measures them); never the endpoint's 2 s, only
+        # at worst a wait for the GIL the sender and this test's own server threads hold
+        assert sorted(times)[len(times) // 2] < 1e-4 and max(times) < 0.1, times
         assert n.dropped >= 40  # the queue is bounded: the rest are dropped, and said once
         problems = n.problems()
         assert len(problems) == 1 and "queue is full" in problems[0]

@@ -150,3 +150,27 @@ def test_this_machines_own_rapl_files():
     m.sample()
     e = m.stop()
     assert e.cpu_j is not None and e.cpu_j >= 0
+
+
+def test_report_md_and_result_json_carry_the_energy(tmp_path):
+    from core.config import Profile
+    from core.report import write_report, write_result
+    from core.runstate import RunProgress
+
+    e = Energy.make(
+        wall_s=60, gpu_j=None, gpu_source=None, gpu_note="no GPU used", cpu_j=7200.0,
+        cpu_note="1 RAPL package zone(s), the whole package (other processes too)",
+        tokens=2400, price_kwh=0.3, measured_by="trainer",
+    ).to_dict()  # fmt: skip
+    prog, summary = RunProgress(step=10), {"tokens_per_step": 240}
+    write_report(tmp_path, Profile(name="t"), "completed", "done", prog, 60.0, summary, {}, e)
+    text = (tmp_path / "report.md").read_text()
+    assert "| energy | 0.002 kWh (GPU –, CPU 7.2 kJ), 3 J/token, cost 0.0006 (at 0.3/kWh) |" in text
+    assert "| energy cost | 0.0006 at 0.3 per kWh |" in text
+    assert "- GPU energy: no GPU used" in text and "- CPU energy: 1 RAPL package zone(s)" in text
+    write_result(
+        tmp_path, Profile(name="t"), "completed", "done", prog, 60.0, summary, {"energy": e}
+    )
+    import json
+
+    assert json.loads((tmp_path / "result.json").read_text())["energy"]["kwh"] == e["kwh"]
