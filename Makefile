@@ -46,6 +46,7 @@ bench: setup
 	$(PY) bench/adapters.py
 	$(PY) bench/tui_latency.py
 	$(PY) bench/tui_open.py
+	$(PY) bench/notify.py
 
 # ruff, the import contracts (pyproject.toml: layers, no cycles, core knows no UI), mypy
 lint: setup
