@@ -83,6 +83,7 @@ class Session:
         self.notices, self.meter, self.price_kwh = notices, meter, price_kwh
         self._pyspy: threading.Thread | None = None  # a py-spy dump under way
         self._pyspy_out: list[pyspy.Dump] | None = None
+        self._pyspy_order = ""
         self._settled = False
 
     # --- history ---------------------------------------------------------------
@@ -441,8 +442,14 @@ class Session:
         if not targets or self._pyspy is not None:
             return
 
+        # the rank files say which rank is slowest; a wrapped torchrun's ranks come by rank
+        self._pyspy_order = "the slowest rank first" if targets[0][1] is not None else "by rank"
+
         def work() -> None:
-            self._pyspy_out = pyspy.dump_all(targets)
+            if len(targets) == 1 and targets[0][1] is None:  # a wrapped command: find its ranks
+                self._pyspy_out = pyspy.dump_trainer(targets[0][0])
+            else:
+                self._pyspy_out = pyspy.dump_all(targets)
 
         self._pyspy = threading.Thread(target=work, name="cockpit-pyspy", daemon=True)
         self._pyspy.start()
@@ -457,7 +464,7 @@ class Session:
         who = ", ".join(f"rank {d.rank}" if d.rank is not None else f"pid {d.pid}" for d in dumps)
         if ok:
             msg = (
-                f"py-spy dump after the stall ({who}; the slowest rank first)"
+                f"py-spy dump after the stall ({who}; {self._pyspy_order})"
                 if len(dumps) > 1
                 else f"py-spy dump after the stall ({who})"
             )

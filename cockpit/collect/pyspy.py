@@ -18,6 +18,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 DUMP_TIMEOUT_S = 10.0
 DUMP_CHARS = 16 << 10  # one process's dump is cut here (a thread pool can be long)
 YAMA = Path("/proc/sys/kernel/yama/ptrace_scope")
@@ -112,6 +114,46 @@ def dump(pid: int, rank: int | None = None, timeout_s: float = DUMP_TIMEOUT_S) -
 def dump_all(targets: list[tuple[int, int | None]]) -> list[Dump]:
     """One dump per (pid, rank), in the order given (the slowest rank first)."""
     return [dump(pid, rank) for pid, rank in targets]
+
+
+def rank_processes(pid: int) -> list[tuple[int, int]]:
+    """The (pid, rank) of the descendants of `pid` that torchrun (or any launcher setting
+    RANK) started, by rank: a wrapped `torchrun …` has no rank files to say which is
+    slowest."""
+    out = []
+    try:
+        kids = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+    for k in kids:
+        try:
+            rank = k.environ().get("RANK")
+        except psutil.Error:
+            continue
+        if rank is not None and rank.isdigit():
+            out.append((k.pid, int(rank)))
+    return sorted(out, key=lambda x: x[1])
+
+
+def dump_trainer(pid: int) -> list[Dump]:
+    """A wrapped command's stacks: one per rank under a launcher that sets RANK, else its
+    main process, else (a shell or `uv run` in front of Python) its first descendant
+    that py-spy can read."""
+    ranks = rank_processes(pid)
+    if ranks:
+        return dump_all([(p, r) for p, r in ranks])
+    d = dump(pid)
+    if d.text or (d.error and "ptrace" in d.error):
+        return [d]
+    try:
+        kids = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        kids = []
+    for k in kids[:8]:
+        got = dump(k.pid)
+        if got.text:
+            return [got]
+    return [d]
 
 
 def as_text(dumps: list[Dump]) -> str:

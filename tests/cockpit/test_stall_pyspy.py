@@ -34,9 +34,38 @@ waiting_for_the_data_loader()
 def test_a_stalled_wrapped_trainer_gets_a_py_spy_dump_naming_where_it_waits(tmp_path):
     if pyspy.py_spy() is None:
         pytest.fail("py-spy is not installed: `make setup` installs it (the [stalls] extra)")
-    script = tmp_path / "stuck.py"
-    script.write_text(STUCK)
-    run_dir = tmp_path / "logs" / "stuck"
+    dump = stall_dump(tmp_path, STUCK)
+    assert dump is not None
+    if dump.level == "warn" and "ptrace" in dump.message:
+        pytest.skip(f"ptrace is not permitted here: {dump.message}")
+    assert dump.message.startswith("py-spy dump after the stall (pid ")
+    assert "waiting_for_the_data_loader (t.py:7)" in (dump.detail or ""), dump.detail
+    print(f"\n{dump.message}\n{dump.detail}")
+
+
+LAUNCHER = '''
+import os, subprocess, sys, time
+RANK = """
+import sys, time
+def rank_{r}_waits_in_all_reduce():
+    time.sleep(60)
+rank_{r}_waits_in_all_reduce()
+"""
+kids = [subprocess.Popen([sys.executable, "-c", RANK.format(r=r)], env=dict(os.environ, RANK=str(r)))
+        for r in (1, 0)]
+time.sleep(0.5)
+for i in range(3):
+    print(f"step={i} loss={4 - i / 1000:.4f} lr=3e-4", flush=True)
+for k in kids:
+    k.wait()
+'''
+
+
+def stall_dump(tmp_path, source: str):
+    """Run `source` wrapped, wait for its stall's stack_dump alert."""
+    script = tmp_path / "t.py"
+    script.write_text(source)
+    run_dir = tmp_path / "logs" / "t"
     trainer, adapting = launch_wrapped(
         [sys.executable, str(script)], run_dir, "auto", watch_checkpoints=False
     )
@@ -49,18 +78,23 @@ def test_a_stalled_wrapped_trainer_gets_a_py_spy_dump_naming_where_it_waits(tmp_
             s.tick()
             dump = next((a for a in s.model.alerts if a.code == "stack_dump"), None)
             time.sleep(0.05)
-        assert dump is not None, [a.message for a in s.model.alerts]
-        codes = [a.code for a in s.model.alerts]
-        assert codes.index("stall") < codes.index("stack_dump")
-        if dump.level == "warn" and "ptrace" in dump.message:
-            pytest.skip(f"ptrace is not permitted here: {dump.message}")
-        assert dump.message.startswith("py-spy dump after the stall (pid ")
-        assert "waiting_for_the_data_loader" in (dump.detail or ""), dump.detail
-        print(f"\n{dump.message}\n{dump.detail}")
+        return dump
     finally:
         adapting.stop()
         trainer.kill_group()
         s.close()
+
+
+def test_a_wrapped_launcher_gets_one_dump_per_rank(tmp_path):
+    dump = stall_dump(tmp_path, LAUNCHER)
+    assert dump is not None
+    if dump.level == "warn" and "ptrace" in dump.message:
+        pytest.skip(f"ptrace is not permitted here: {dump.message}")
+    assert "(rank 0, rank 1; by rank)" in dump.message
+    text = dump.detail or ""
+    assert text.index("--- rank 0") < text.index("rank_0_waits_in_all_reduce")
+    assert text.index("rank_0_waits_in_all_reduce") < text.index("--- rank 1")
+    assert text.index("--- rank 1") < text.index("rank_1_waits_in_all_reduce")
 
 
 def test_without_ptrace_the_alert_says_how_to_allow_it():
