@@ -249,7 +249,8 @@ class Notifier:
             if attempt:
                 if self._stopping.is_set() and attempt > 1:
                     break  # closing: one retry at most, the session is waiting
-                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+                # closing cuts the wait short: the cockpit is on its way out
+                self._stopping.wait(self.backoff_s * 2 ** (attempt - 1))
             req = urllib.request.Request(target.url, body, headers, method="POST")
             try:
                 with urllib.request.urlopen(req, timeout=self.timeout_s) as r:

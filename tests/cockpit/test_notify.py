@@ -275,3 +275,42 @@ def test_a_bad_user_config_names_the_file_the_field_and_the_fix(tmp_path):
     path.write_text("notify: [\n")
     with pytest.raises(UserConfigError, match="not valid YAML"):
         load_user_config(path)
+
+
+def test_closing_with_a_dead_endpoint_returns_at_once():
+    n = Notifier([parse_target(f"json+http://127.0.0.1:{dead_port()}/h")], backoff_s=5.0)
+    n.post(note())
+    time.sleep(0.2)  # the first try failed: the sender waits 5 s to retry
+    t0 = time.monotonic()
+    n.close(wait_s=5.0)
+    assert time.monotonic() - t0 < 1.0 and n.failed == 1
+
+
+def test_a_session_sends_what_is_new_and_shows_a_failing_target_as_an_alert(tmp_path, hooks):
+    from cockpit.session import Session
+    from core import events as E
+
+    run = tmp_path / "run"
+    run.mkdir()
+    sink = E.JsonlSink(run / "events.jsonl")
+    sink.write(E.Alert(level="error", code="old", message="before we watched"))
+    dead = parse_target(f"json+http://127.0.0.1:{dead_port()}/hook/SECRETTOKEN")
+    live = parse_target("json+http://" + hooks.url("/h"))
+    notifier = Notifier([live, dead], retries=0)
+    s = Session(run, None, notify=False, notices=RunNotices(notifier, "error"))
+    try:
+        s.replay()  # watching: the history is not news
+        sink.write(E.Alert(level="error", code="data_error", message="shard 7 is unreadable"))
+        deadline = time.time() + 10
+        while time.time() < deadline and not any(a.code == "notify" for a in s.model.alerts):
+            s.tick()
+            time.sleep(0.05)
+        got = [json.loads(g["body"])["line"] for g in hooks.wait(1)]
+        assert got == ["run: error data_error: shard 7 is unreadable"]
+        shown = [a for a in s.model.alerts if a.code == "notify"]
+        assert len(shown) == 1 and shown[0].level == "warn"
+        assert "cannot notify json+http://127.0.0.1" in shown[0].message
+        assert "SECRETTOKEN" not in shown[0].message
+    finally:
+        sink.close()
+        s.close()
