@@ -153,8 +153,9 @@ class HeadlessPrinter:
         self._evals = v.n_evals
         for a in [a for a in v.alerts if a.seq > self._alerts]:
             self.say(f"ALERT {a.level} {a.code}: {a.message}")
-            if a.detail:
-                for line in a.detail.rstrip().splitlines()[-60:]:
+            if a.detail:  # a log's end holds the news; a stack dump's head (the innermost frames)
+                lines = a.detail.rstrip().splitlines()
+                for line in lines[:60] if a.code == "stack_dump" else lines[-60:]:
                     self.say(f"  | {line}")
         self._alerts = v.n_alerts
         for c in v.checkpoints:
