@@ -289,17 +289,22 @@ class RunNotices:
         self.seen_alert = 0  # the newest alert seq looked at
         self.gate_sent = False
         self.end_sent = False
+        self.run_t: object = None  # the run_start the end belongs to
 
     def baseline(self, m: RunModel) -> None:
-        """What the history already holds is not news."""
+        """What the history already holds is not news (a run resumed into the same
+        directory starts a new run_start: its end will be)."""
         self.seen_alert = m.n_alerts
         self.gate_sent = m.gate_passed_step is not None
         self.end_sent = m.status in ENDED
+        self.run_t = m.info.get("t")
 
     def observe(self, m: RunModel, now: float | None = None, end: bool = True) -> None:
         """Post what is new; `end=False` keeps the run's end for later (its energy is not
         known until the session settles)."""
         now = now or time.time()
+        if m.info.get("t") != self.run_t:  # a new run_start: resumed into this directory
+            self.run_t, self.end_sent = m.info.get("t"), m.status in ENDED
         if m.n_alerts > self.seen_alert:
             for a in list(m.alerts):
                 if a.seq <= self.seen_alert:

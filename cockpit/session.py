@@ -131,8 +131,8 @@ class Session:
         self.replayed_events = n
         self._find_trainer()
         self._check_process(time.time())
-        if self.notices is not None and (self.trainer is None or self.trainer.proc is None):
-            self.notices.baseline(m)  # watching: the history is not news (a run we launch is)
+        if self.notices is not None:
+            self.notices.baseline(m)  # the history is not news (a run resumed here: its past)
         return True
 
     def preview(self) -> RunModel | None:

@@ -314,3 +314,20 @@ def test_a_session_sends_what_is_new_and_shows_a_failing_target_as_an_alert(tmp_
     finally:
         sink.close()
         s.close()
+
+
+def test_a_run_resumed_into_its_directory_notifies_its_own_end(hooks):
+    m = RunModel(run_id="r1")
+    m.feed({"v": 1, "t": 1.0, "type": "run_start", "run_id": "r1"})
+    m.feed({"v": 1, "t": 2.0, "type": "run_end", "status": "interrupted", "step": 5})
+    rn = RunNotices(Notifier([parse_target("json+http://" + hooks.url("/h"))]), "error")
+    rn.baseline(m)  # the first run's end is history
+    rn.observe(m)
+    m.feed({"v": 1, "t": 3.0, "type": "run_start", "run_id": "r1"})  # resumed
+    rn.observe(m)
+    m.feed({"v": 1, "t": 4.0, "type": "run_end", "status": "completed", "step": 9})
+    rn.observe(m)
+    got = [json.loads(g["body"])["line"] for g in hooks.wait(1)]
+    time.sleep(0.2)
+    rn.notifier.close()
+    assert got == ["r1: run completed"]
