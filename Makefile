@@ -2,7 +2,7 @@
 PY      := .venv/bin/python
 STAMP   := .venv/.installed
 
-.PHONY: setup demo test test-heavy test-fast test-snapshot-update bench lint format clean
+.PHONY: setup browser demo test test-heavy test-fast test-snapshot-update bench lint format clean
 
 setup: $(STAMP)
 
@@ -22,8 +22,15 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q -m "not heavy"
 
-test-heavy: setup
+test-heavy: setup browser
 	$(PY) -m pytest -q -m heavy
+
+# headless Chromium (Debian's) for the browser test of `cockpit serve`; where it cannot be
+# installed (not root, no apt-get) that test skips and says why
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium fonts-dejavu-core; } || \
+	  echo "make browser: no chromium here and no way to install it (needs root and apt-get): the browser test will skip"
 
 # refresh the SVG snapshots on purpose (look at the diff), and the README's screenshots with them
 test-snapshot-update: setup

@@ -56,9 +56,11 @@ class CockpitApp(App):
         logs: Path = LOGS,
         screens: dict[str, Callable[[], Screen]] | None = None,
         clock: Callable[[], float] = time.time,
+        control: bool = True,
     ):
         super().__init__()
         self.start_mode, self.logs, self.clock = mode, Path(logs), clock
+        self.control = control  # False (a served page): no key signals a trainer
         self.session: Session | None = None
         if session is not None:
             self.attach(session, switch=False)

@@ -24,6 +24,7 @@ class CockpitApp(Protocol):
     widgets and screens the app imports need not import the app back."""
 
     logs: Path
+    control: bool  # the keys that signal a trainer (save, stop, dump) are offered
 
     def open_run(self, run_dir: Path) -> None: ...
     def compare(self, a: Path, b: Path, a_view: RunView | None = None) -> None: ...
