@@ -38,6 +38,7 @@ test-snapshot-update: setup
 	cp "tests/cockpit/ui/__snapshots__/test_preflight_screen/test_snapshot_the_summary_ready_to_confirm[160x48].svg" docs/screenshots/preflight.svg
 	cp "tests/cockpit/ui/__snapshots__/test_tui_snapshots/test_monitor[gpu-160x48].svg" docs/screenshots/monitor.svg
 	cp "tests/cockpit/ui/__snapshots__/test_tui_snapshots/test_runs[160x48].svg" docs/screenshots/runs.svg
+	cp "tests/cockpit/ui/__snapshots__/test_tui_snapshots/test_compare[160x48].svg" docs/screenshots/compare.svg
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow and not heavy"
