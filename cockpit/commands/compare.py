@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cockpit.commands.follow import use_tui
+from cockpit.fmt import clean
 from cockpit.model.compare import run_config
 from cockpit.model.runs import resolve
 from cockpit.ui.comparefeed import MAX_RUNS
@@ -56,9 +57,8 @@ def text_table(runs: list[Path]) -> str:
     columns, rows = figures_table(views, configs)
     out = [table_text(columns, rows)]
     if len(columns) > len(FIGURES):
-        out.append(
-            f"(settings that differ: {', '.join(columns[len(FIGURES) :])}; ★ best of its column)"
-        )
+        differ = ", ".join(clean(c) for c in columns[len(FIGURES) :])  # names from run.yaml
+        out.append(f"(settings that differ: {differ}; ★ best of its column)")
     else:
         out.append("(no setting differs between these runs; ★ best of its column)")
     out.append(time.strftime("as of %Y-%m-%d %H:%M:%S"))

@@ -101,6 +101,7 @@ def _mark_best(
 def table_text(columns: list[str], rows: list[list[Cell]]) -> str:
     """The table as plain text (`cockpit compare` off a terminal): columns padded,
     a key that differs marked with its values in the same columns."""
+    columns = [clean(h) for h in columns]  # a setting's name comes from the run's run.yaml
     cells = [[clean(c.text) for c in r] for r in rows]
     widths = [
         max([len(h)] + [len(r[k]) for r in cells if k < len(r)]) for k, h in enumerate(columns)
@@ -209,7 +210,7 @@ class CompareScreen(Screen):
         for k, name in enumerate(columns):
             diff = k >= len(FIGURES)
             width = max([len(name)] + [len(r[k].text) + 2 * (k == 0) for r in rows if k < len(r)])
-            t.add_column(Text(name, style=DIFF if diff else ""), width=width)
+            t.add_column(Text(clean(name), style=DIFF if diff else ""), width=width)
         for i, r in enumerate(rows):
             cells = [Text(clean(c.text), style=c.tone) for c in r]
             cells[0] = Text.assemble(("━ ", r[0].tone), cells[0])  # its colour in the chart
