@@ -54,6 +54,7 @@ bench: setup
 	$(PY) bench/adapters.py
 	$(PY) bench/tui_latency.py
 	$(PY) bench/tui_open.py
+	$(PY) bench/serve_page.py
 
 # ruff, the import contracts (pyproject.toml: layers, no cycles, core knows no UI), mypy
 lint: setup

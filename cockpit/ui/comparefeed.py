@@ -4,9 +4,9 @@ cockpit.ui.pump.load_view does), then the live ones followed, a tick a second,
 so their curves and figures keep moving. Display-free, like the pump: it hands
 (index, RunView) pairs to a callback, only when something shown changed.
 
-A run's session here samples its trainer once at the start and then only reads
-its events and checkpoints: comparing eight runs costs the machine next to
-nothing, and no key here signals a trainer."""
+A run's session here samples its trainer once (its first tick) and then only
+reads its events and checkpoints and checks that its process lives: no system
+sampling a second per run, and no key here signals a trainer."""
 
 from __future__ import annotations
 
