@@ -51,7 +51,10 @@ class Session:
         sample_every_s: float = 1.0,
         ckpt_every_s: float = 2.0,
         notify: bool = True,
+        record: bool = True,
     ):
+        """record=False: never record system.jsonl (a view of many runs that samples
+        once must not hold a run's .system.lock and keep a watcher from recording)."""
         self.run_dir = Path(run_dir)
         self.trainer = trainer
         self.model = RunModel(run_dir=self.run_dir, run_id=self.run_dir.name)
@@ -65,7 +68,7 @@ class Session:
         self._next_sample = self._next_ckpt = 0.0
         self._last_threads = 0.0
         self._record: BinaryIO | None = None  # system.jsonl, opened when we hold the lock
-        self._lock_fd: int | None = None
+        self._lock_fd: int | None = None if record else -1  # -1: never take the lock
         self._dump_wait: tuple[float, dict, str] | None = None  # (asked at, stacks/ before, why)
         self.rank_pids: list[int] | None = None  # under torchrun: the ranks running here
         self._ended_at: float | None = None

@@ -30,7 +30,12 @@ class Followed:
 
     def __init__(self, run_dir: Path):
         self.session = Session(
-            run_dir, None, notify=False, sample_every_s=SAMPLE_ONCE_S, ckpt_every_s=10.0
+            run_dir,
+            None,
+            notify=False,
+            record=False,
+            sample_every_s=SAMPLE_ONCE_S,
+            ckpt_every_s=10.0,
         )
         self.builder = ViewBuilder()
         self.live = False
