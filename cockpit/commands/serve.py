@@ -123,8 +123,10 @@ async def _main(run_dir: Path, args: Namespace, token: str) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    print("cockpit: stopped serving; the run goes on", flush=True)
+    await site.stop()  # no new page
+    await server.close_pages()
     await runner.cleanup()
+    print("cockpit: stopped serving; the run goes on", flush=True)
     return 0
 
 
@@ -151,7 +153,7 @@ def make_server(command: str, token: str, *, title: str) -> Any:
             super().__init__(command, title=title)
             self.token = token
             self.cookie = COOKIE.format(port=0)
-            self.visitors = 0
+            self.pages: set[asyncio.Task] = set()  # each open page's websocket handler
 
         def set_port(self, port: int) -> None:
             self.port, self.cookie = port, COOKIE.format(port=port)
@@ -210,16 +212,26 @@ def make_server(command: str, token: str, *, title: str) -> Any:
             return response
 
         async def websocket(self, request: web.Request) -> web.StreamResponse:
-            if self.visitors >= MAX_VISITORS:
+            if len(self.pages) >= MAX_VISITORS:
                 return web.Response(
                     status=503,
                     text=f"503: {MAX_VISITORS} pages already watch this run; close one\n",
                 )
-            self.visitors += 1
+            task = asyncio.current_task()
+            assert task is not None
+            self.pages.add(task)
             try:
                 return await self.handle_websocket(request)
             finally:
-                self.visitors -= 1
+                self.pages.discard(task)
+
+        async def close_pages(self) -> None:
+            """Stopping: end every page's monitor (their handlers close the sockets and
+            tell the monitors to quit) instead of waiting for the pages to leave."""
+            pages = list(self.pages)
+            for t in pages:
+                t.cancel()
+            await asyncio.gather(*pages, return_exceptions=True)
 
     return TokenServer()
 

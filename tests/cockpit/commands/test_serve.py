@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
 import pytest
 
 from cockpit.supervisor import Trainer
@@ -50,7 +51,8 @@ def serving(run: Path, *extra: str) -> Iterator[tuple[str, str, subprocess.Popen
             pytest.fail("cockpit serve printed no URL:\n" + "".join(lines))
         yield m.group(1), m.group(2), p
     finally:
-        p.send_signal(signal.SIGINT)
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
         try:
             p.wait(15)
         except subprocess.TimeoutExpired:
@@ -119,8 +121,8 @@ def test_a_browser_watches_a_live_run(tmp_path):
         while not (run_dir / "events.jsonl").exists():
             assert t.alive(), (run_dir / "stdout.log").read_text()[-2000:]
             time.sleep(0.1)
-        with serving(run_dir) as (base, token, _):
-            shot = asyncio.run(_watch(tmp_path, base, token, run_dir.name))
+        with serving(run_dir) as (base, token, server):
+            shot = asyncio.run(_watch(tmp_path, base, token, run_dir.name, server))
         out = os.environ.get("COCKPIT_SCREENSHOT")  # docs/screenshots/serve.png: see README
         if out:
             shutil.copy(shot, out)
@@ -129,7 +131,7 @@ def test_a_browser_watches_a_live_run(tmp_path):
         t.wait(10)
 
 
-async def _watch(tmp: Path, base: str, token: str, run_id: str) -> Path:
+async def _watch(tmp: Path, base: str, token: str, run_id: str, server: subprocess.Popen) -> Path:
     async with Browser.start(tmp) as b:
         # no token: the browser gets the 403 page
         await b.goto(base + "/")
@@ -155,4 +157,12 @@ async def _watch(tmp: Path, base: str, token: str, run_id: str) -> Path:
         await asyncio.sleep(1.0)  # a frame with the charts drawn
         shot = tmp / "serve.png"
         shot.write_bytes(await b.screenshot())
+        # Ctrl+C with the page still open: the server ends its monitor and stops; the
+        # trainer goes on
+        pages = psutil.Process(server.pid).children(recursive=True)
+        assert pages, "no monitor process for the page"
+        server.send_signal(signal.SIGINT)
+        assert server.wait(30) == 0
+        gone, alive = psutil.wait_procs(pages, timeout=10)
+        assert not alive, [p.cmdline() for p in alive]
         return shot
