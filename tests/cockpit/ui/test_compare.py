@@ -171,6 +171,8 @@ def test_cockpit_compare_prints_the_table_off_a_terminal(tmp_path, capsys):
     capsys.readouterr()
     assert main(["compare", "--logs", str(tmp_path), runs[0].name, str(tmp_path / "nope")]) == 2
     assert "nope is not a run directory" in capsys.readouterr().err
+    assert main(["compare", str(runs[0])]) == 2 and main(["compare", *map(str, runs * 3)]) == 2
+    assert "compare takes 2 to 8 runs, not 12" in capsys.readouterr().err
 
 
 def test_the_table_of_a_run_not_read_yet():
