@@ -48,6 +48,7 @@ class OverlayChart(Widget):
         self.log_y = self.by_time = False
         self.curves = 0  # index in CURVES
         self.border_title = "Loss"
+        self.border_subtitle = self.settings()
 
     # --- settings, changed by the screen's keys ----------------------------------
 
@@ -60,11 +61,13 @@ class OverlayChart(Widget):
             self.by_time = not self.by_time
         elif what == "curves":
             self.curves = (self.curves + 1) % len(CURVES)
+        self.border_subtitle = self.settings()
         self.refresh()
 
     def set_strength(self, delta: float) -> None:
         self.strength = round(min(0.99, max(0.0, self.strength + delta)), 2)
         self.smooth = True
+        self.border_subtitle = self.settings()
         self.refresh()
 
     def settings(self) -> str:
@@ -80,7 +83,6 @@ class OverlayChart(Widget):
 
     def render(self) -> Content:
         w, h = self.size
-        self.border_subtitle = self.settings()
         out = Lines(w, h)
         legend: list[tuple[str, str] | str] = []
         for i, v in enumerate(self.views):

@@ -111,6 +111,7 @@ def test_compare_overlays_runs_with_their_figures_side_by_side(tmp_path):
             await pilot.press("t", "v", "e")
             assert chart.render().plain.splitlines()[-1].split() == ["0:00", "0:34"]
             assert chart.settings() == "train · ema off · x: time since start"
+            assert chart.border_subtitle == chart.settings()  # what the frame says
             assert len([x for x in chart.series() if x.points]) == 4
             await pilot.press("down", "h")
             assert chart.hidden == {1} and len([x for x in chart.series() if x.points]) == 3
