@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import re
 import secrets
 import shlex
 import signal
@@ -160,7 +161,7 @@ def make_server(command: str, token: str, *, title: str) -> Any:
 
         async def make_app(self) -> web.Application:
             app = web.Application(middlewares=[self.guard])
-            aiohttp_jinja2.setup(app, loader=_loader(self.templates_path))
+            aiohttp_jinja2.setup(app, loader=_page(self.templates_path))
             app.add_routes(
                 [
                     web.get("/", self.index, name="index"),
@@ -236,10 +237,21 @@ def make_server(command: str, token: str, *, title: str) -> Any:
     return TokenServer()
 
 
-def _loader(path: Path) -> Any:
+# textual-serve's page asks a font of a web font service; ours serves the same font
+# (shipped in textual-serve's static/fonts): the page makes no request off this machine
+WEB_FONT = re.compile(r"<link[^<>]{0,300}fonts\.googleapis\.com[^<>]{0,300}>")
+LOCAL_FONT = """<style>
+      @font-face { font-family: "Roboto Mono"; font-weight: 100 700;
+        src: url("{{ config.static.url }}fonts/RobotoMono-VariableFont_wght.ttf"); }
+    </style>"""
+
+
+def _page(templates: Path) -> Any:
+    """textual-serve's page template, its web font replaced by the local one."""
     import jinja2
 
-    return jinja2.FileSystemLoader(path)
+    page = (templates / "app_index.html").read_text()
+    return jinja2.DictLoader({"app_index.html": WEB_FONT.sub(LOCAL_FONT, page, count=1)})
 
 
 def _int(text: str | None, default: int) -> int:

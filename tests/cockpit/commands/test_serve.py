@@ -82,6 +82,8 @@ def test_every_request_needs_the_token(tmp_path):
         # with it: the page, a cookie for its scripts, and a websocket address with the token
         code, body, headers = get(f"{base}/?token={token}")
         assert code == 200 and f"/ws/{token}" in body
+        # nothing off this machine: the page's font is served here too
+        assert "googleapis" not in body and "fonts/RobotoMono-VariableFont_wght.ttf" in body
         cookie = headers["Set-Cookie"].split(";")[0]
         assert "HttpOnly" in headers["Set-Cookie"] and "SameSite=Strict" in headers["Set-Cookie"]
         assert get(base + "/static/js/textual.js", {"Cookie": cookie})[0] == 200
