@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from cockpit.cli import main
 from cockpit.supervisor import Trainer
 from tests.cockpit.browser import Browser, find_chromium
 from tests.conftest import REPO
@@ -92,15 +94,16 @@ def test_every_request_needs_the_token(tmp_path):
         assert get(f"{base}/ws/{token}", evil)[0] == 403
 
 
-def test_a_missing_run_is_a_clear_error(tmp_path):
-    r = subprocess.run(
-        [sys.executable, "-m", "cockpit.cli", "serve", str(tmp_path / "nope")],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert r.returncode == 2 and "not a run directory" in r.stderr and "Traceback" not in r.stderr
+def test_a_missing_run_or_a_taken_port_is_a_clear_error(tmp_path, capsys):
+    assert main(["serve", str(tmp_path / "nope")]) == 2
+    assert "not a run directory" in capsys.readouterr().err
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", str(RECORDED), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot serve on 127.0.0.1:{port}" in err and "choose another with --port" in err
 
 
 # -----------------------------------------------------------------------------
