@@ -2,7 +2,7 @@
 PY      := .venv/bin/python
 STAMP   := .venv/.installed
 
-.PHONY: setup demo test test-heavy test-fast test-snapshot-update bench lint format clean
+.PHONY: setup browser demo test test-heavy test-fast test-snapshot-update bench lint format clean
 
 setup: $(STAMP)
 
@@ -22,8 +22,15 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q -m "not heavy"
 
-test-heavy: setup
+test-heavy: setup browser
 	$(PY) -m pytest -q -m heavy
+
+# headless Chromium (Debian's) for the browser test of `cockpit serve`; where it cannot be
+# installed (not root, no apt-get) that test skips and says why
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium fonts-dejavu-core; } || \
+	  echo "make browser: no chromium here and no way to install it (needs root and apt-get): the browser test will skip"
 
 # refresh the SVG snapshots on purpose (look at the diff), and the README's screenshots with them
 test-snapshot-update: setup
@@ -31,6 +38,7 @@ test-snapshot-update: setup
 	cp "tests/cockpit/ui/__snapshots__/test_preflight_screen/test_snapshot_the_summary_ready_to_confirm[160x48].svg" docs/screenshots/preflight.svg
 	cp "tests/cockpit/ui/__snapshots__/test_tui_snapshots/test_monitor[gpu-160x48].svg" docs/screenshots/monitor.svg
 	cp "tests/cockpit/ui/__snapshots__/test_tui_snapshots/test_runs[160x48].svg" docs/screenshots/runs.svg
+	cp "tests/cockpit/ui/__snapshots__/test_tui_snapshots/test_compare[160x48].svg" docs/screenshots/compare.svg
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow and not heavy"
@@ -47,6 +55,7 @@ bench: setup
 	$(PY) bench/tui_latency.py
 	$(PY) bench/tui_open.py
 	$(PY) bench/notify.py
+	$(PY) bench/serve_page.py
 
 # ruff, the import contracts (pyproject.toml: layers, no cycles, core knows no UI), mypy
 lint: setup

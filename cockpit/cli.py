@@ -5,6 +5,8 @@ cockpit run      [--profile P] [--headless] [--yes] [--fix] [--skip-preflight] [
                  pre-flight, the run, post-flight; exit code: the trainer's
 cockpit watch    [RUN_DIR|latest] [--headless] [--notify URL]   attach to a live run or replay one
 cockpit runs                                      every run under logs/ with its status
+cockpit serve    [RUN_DIR|latest] [--host H] [--port P] [--allow-control]   the monitor in a browser
+cockpit compare  RUN RUN [RUN ...]                 up to 8 runs' curves overlaid, their figures side by side
 cockpit preflight [--profile P] [--checklist C] [--yes [--fix]] [--json]   exit 0 ok, 1 a FAIL, 2 bad input
 cockpit postflight [RUN_DIR|latest] [--checkpoint C] [--json]            exit 0 ok, 1 a FAIL, 2 bad input
 cockpit export   [RUN_DIR|latest] [--csv] [--tensorboard] [--out DIR]
@@ -169,6 +171,33 @@ def main(argv: list[str] | None = None) -> int:
     rs.add_argument("--logs", default="logs", help="where the run directories are (default logs)")
     rs.add_argument("--headless", action="store_true", help="a plain table instead of the screen")
     rs.set_defaults(command=("runs", "cmd_runs"))
+    se = sub.add_parser(
+        "serve",
+        help="the monitor of a run in a web browser (read-only, localhost, behind a token)",
+    )
+    se.add_argument("run", nargs="?", default="latest", help="run directory, run id, or latest")
+    se.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every network)",
+    )
+    se.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free one)")
+    se.add_argument(
+        "--allow-control",
+        action="store_true",
+        help="offer the save, stop and dump keys on the page (default: read-only)",
+    )
+    se.add_argument("--health", action="append", default=[], metavar="KEY=VALUE",
+                    help="override an alert threshold, e.g. stall_min_s=120")  # fmt: skip
+    se.add_argument("--visitor", action="store_true", help=argparse.SUPPRESS)  # one page's monitor
+    se.set_defaults(command=("serve", "cmd_serve"))
+    co = sub.add_parser(
+        "compare", help="up to 8 runs: loss curves overlaid, figures and config differences"
+    )
+    co.add_argument("runs", nargs="+", metavar="RUN", help="run directories or run ids (2 to 8)")
+    co.add_argument("--logs", default="logs", help="where run ids are looked up (default logs)")
+    co.add_argument("--headless", action="store_true", help="the figures as a plain table")
+    co.set_defaults(command=("compare", "cmd_compare"))
     v = sub.add_parser(
         "verify",
         help="check a run's checkpoints (or one checkpoint): sidecar, size, sha256, latest",

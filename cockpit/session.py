@@ -60,7 +60,10 @@ class Session:
         notices: RunNotices | None = None,
         meter: EnergyMeter | None = None,
         price_kwh: float | None = None,
+        record: bool = True,
     ):
+        """record=False: never record system.jsonl (a view of many runs that samples
+        once must not hold a run's .system.lock and keep a watcher from recording)."""
         self.run_dir = Path(run_dir)
         self.trainer = trainer
         self.model = RunModel(run_dir=self.run_dir, run_id=self.run_dir.name)
@@ -74,7 +77,7 @@ class Session:
         self._next_sample = self._next_ckpt = 0.0
         self._last_threads = 0.0
         self._record: BinaryIO | None = None  # system.jsonl, opened when we hold the lock
-        self._lock_fd: int | None = None
+        self._lock_fd: int | None = None if record else -1  # -1: never take the lock
         self._dump_wait: tuple[float, dict, str] | None = None  # (asked at, stacks/ before, why)
         self.rank_pids: list[int] | None = None  # under torchrun: the ranks running here
         self._ended_at: float | None = None

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from cockpit.collect.energy import kwh_of, read_energy
 from cockpit.supervisor import LOGS, announced, pid_is, read_info
+from core.checkpoint import atomic_write_text
 from core.jsonl import JsonlReader, tail_objects, type_filter
 
 
@@ -128,3 +129,82 @@ def summarize(run_dir: Path) -> RunRow:
 
 def list_runs(logs: Path = LOGS) -> list[RunRow]:
     return [summarize(d) for d in run_dirs(logs)]
+
+
+# -----------------------------------------------------------------------------
+# finding runs: a filter, and pins that keep runs on top
+
+LIVE = ("live", "starting")
+STATUS_GROUPS = {
+    "live": LIVE,
+    "running": LIVE,
+    "ended": ("completed", "gate_passed", "early_stopped", "interrupted", "diverged", "failed"),
+    "ok": ("completed", "gate_passed", "early_stopped"),
+    "bad": ("diverged", "failed"),
+}
+PINS = ".pins"  # under logs/: one pinned run id a line
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """What the runs list shows: `profile:P` (part of the profile's name), `status:S`
+    (a status, or a group: live, ended, ok, bad; several with commas), and words
+    that must all be in the run id or the profile (case ignored)."""
+
+    profile: str = ""
+    statuses: tuple[str, ...] = ()
+    words: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> RunFilter:
+        profile, statuses, words = "", list[str](), list[str]()
+        for part in text.lower().split():
+            key, colon, val = part.partition(":")
+            if colon and key in ("profile", "p"):
+                profile = val
+            elif colon and key in ("status", "s"):
+                for s in val.split(","):
+                    statuses += STATUS_GROUPS.get(s, (s,)) if s else ()
+            else:
+                words.append(part)
+        return cls(profile, tuple(statuses), tuple(words))
+
+    def __bool__(self) -> bool:
+        return bool(self.profile or self.statuses or self.words)
+
+    def matches(self, r: RunRow) -> bool:
+        prof = r.profile.lower()
+        if self.profile and self.profile not in prof:
+            return False
+        if self.statuses and r.status not in self.statuses:
+            return False
+        hay = f"{r.run_id.lower()} {prof}"
+        return all(w in hay for w in self.words)
+
+    def describe(self) -> str:
+        parts = ([f"profile ~ {self.profile}"] if self.profile else []) + (
+            [f"status in {', '.join(dict.fromkeys(self.statuses))}"] if self.statuses else []
+        )
+        parts += [f"“{w}”" for w in self.words]
+        return " · ".join(parts)
+
+
+def load_pins(logs: Path = LOGS) -> set[str]:
+    """The pinned run ids (logs/.pins); none when the file is missing or unreadable."""
+    try:
+        text = (logs / PINS).read_text(errors="replace")
+    except OSError:
+        return set()
+    return {line.strip() for line in text.splitlines() if line.strip()}
+
+
+def save_pins(pins: set[str], logs: Path = LOGS) -> None:
+    """Write logs/.pins atomically (a crash leaves the old list or the new, whole)."""
+    atomic_write_text(logs / PINS, "".join(f"{p}\n" for p in sorted(pins)))
+
+
+def arrange(rows: list[RunRow], pins: set[str], flt: RunFilter | None = None) -> list[RunRow]:
+    """The rows a list shows: those the filter lets through, pinned first (newest
+    first within each group, as given)."""
+    shown = [r for r in rows if flt is None or flt.matches(r)]
+    return [r for r in shown if r.run_id in pins] + [r for r in shown if r.run_id not in pins]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +56,11 @@ class CockpitApp(App):
         logs: Path = LOGS,
         screens: dict[str, Callable[[], Screen]] | None = None,
         clock: Callable[[], float] = time.time,
+        control: bool = True,
     ):
         super().__init__()
         self.start_mode, self.logs, self.clock = mode, Path(logs), clock
+        self.control = control  # False (a served page): no key signals a trainer
         self.session: Session | None = None
         if session is not None:
             self.attach(session, switch=False)
@@ -88,13 +90,14 @@ class CockpitApp(App):
         run_dir = Path(run_dir)
         self.push_screen(MonitorScreen(Session(run_dir, Trainer.find(run_dir)), clock=self.clock))
 
-    def compare(self, a: Path, b: Path, a_view: RunView | None = None) -> None:
-        self.push_screen(CompareScreen(a, b, a_view, clock=self.clock))
+    def compare(self, runs: Sequence[Path], first: RunView | None = None) -> None:
+        """Up to 8 runs side by side; `first`: the first run's view, when one is at hand."""
+        self.push_screen(CompareScreen(runs, first, clock=self.clock))
 
     def pick_and_compare(self, run_dir: Path, view: RunView | None) -> None:
         def picked(other: Path | None) -> None:
             if other is not None:
-                self.compare(run_dir, other, view)
+                self.compare([run_dir, other], view)
 
         self.push_screen(RunPicker(self.logs, exclude=run_dir), picked)
 

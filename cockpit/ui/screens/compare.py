@@ -1,195 +1,245 @@
-"""Two runs side by side: their loss curves overlaid, their figures in two
-columns. Each run is read once in a worker (cockpit.ui.pump.load_view); the run
-the monitor shows comes with its current view."""
+"""Up to 8 runs side by side: their loss curves overlaid (cockpit.ui.widgets.overlay)
+over a table of their figures, one row a run, with the settings that differ
+between them highlighted. A worker follows the runs (cockpit.ui.comparefeed):
+live ones keep moving. The figures table is also what `cockpit compare` prints."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from textual import work
+from rich.text import Text
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.content import Content
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Label
+from textual.widgets import DataTable, Footer, Label
 from textual.worker import get_current_worker
 
-from cockpit.fmt import fmt_count, fmt_duration, fmt_num, fmt_rate, gate_text
-from cockpit.model.curve import ema
+from cockpit.fmt import clean, fmt_duration, fmt_num, fmt_rate, run_tone
+from cockpit.model.compare import config_diff
 from cockpit.model.view import RunView
-from cockpit.ui.pump import load_view
-from cockpit.ui.widgets.base import ACCENT, MUTED, PRIMARY, WARN, Lines, Panel, plain
-from cockpit.ui.widgets.chart import Series, plot, to_time
-from cockpit.ui.widgets.header import status_text
+from cockpit.ui.comparefeed import MAX_RUNS, CompareFeed
+from cockpit.ui.widgets.base import cockpit_app, plain
+from cockpit.ui.widgets.header import gate_short, status_text
+from cockpit.ui.widgets.overlay import OverlayChart, colour, letter
 
-COLOURS = (PRIMARY, ACCENT)
+# -----------------------------------------------------------------------------
+# the figures table: one row a run (display-free: the screen and `cockpit compare` share it
+
+FIGURES = ("run", "status", "step", "best val", "val", "train", "tokens/s", "MFU", "wall", "gate")
+TONES = {"ok": "green", "done": "cyan", "warn": "yellow", "error": "red", "plain": ""}
+DIFF = "bold yellow"  # a setting that differs between the runs
+BEST = "bold green"  # the best figure of its column
 
 
-def figure_rows(v: RunView) -> list[tuple[str, str]]:
-    f, info = v.figures, v.info
-    present = [c for c in v.checkpoints if c.present]
-    mfu = f.mfu
+@dataclass(frozen=True)
+class Cell:
+    text: str
+    tone: str = ""  # a rich style: the status's, BEST, DIFF, or the run's colour
+
+
+def figure_cells(i: int, v: RunView) -> list[Cell]:
+    f = v.figures
+    step = f"{f.step:,}/{f.total_steps:,}" if f.total_steps else f"{f.step:,}"
+    mfu = f"{100 * f.mfu:.1f}%" if isinstance(f.mfu, int | float) else "–"
     return [
-        ("profile", v.profile or "–"),
-        ("status", status_text(v)),
-        ("steps", f"{f.step:,}/{f.total_steps:,}" if f.total_steps else f"{f.step:,}"),
-        ("epochs", f"{f.epoch + 1}/{f.total_epochs}" if f.total_epochs else str(f.epoch + 1)),
-        ("train loss", fmt_num(f.loss)),
-        ("val loss", fmt_num(f.val_loss)),
-        ("best val", fmt_num(v.best_val)),
-        ("gate", gate_text(v)),
-        ("wall time", fmt_duration(v.elapsed_s)),
-        ("tokens", f"{f.tokens:,}"),
-        ("tokens/s", fmt_rate(f.tokens_per_s)),
-        ("step ms", fmt_num(f.step_ms, ".1f")),
-        ("MFU", f"{100 * mfu:.1f}%" if isinstance(mfu, int | float) else "–"),
-        ("lr", fmt_num(f.lr, ".2e")),
-        ("parameters", f"{info['n_params']:,}" if isinstance(info.get("n_params"), int) else "–"),
-        ("tokens/step", f"{info.get('tokens_per_step', '–'):,}" if info else "–"),
-        ("device", f"{info.get('device', '–')} × {info.get('world_size', 1)}" if info else "–"),
-        ("dtype", str(info.get("dtype", "–"))),
-        ("checkpoints", str(len(present))),
-        ("alerts", ", ".join(sorted({a.code for a in v.alerts})) or "none"),
+        Cell(f"{letter(i)} {v.run_id}", "bold " + colour(i)),
+        Cell(status_text(v), TONES[run_tone(v.status)]),
+        Cell(step),
+        Cell(fmt_num(v.best_val)),
+        Cell(fmt_num(f.val_loss)),
+        Cell(fmt_num(f.loss)),
+        Cell(fmt_rate(f.tokens_per_s)),
+        Cell(mfu),
+        Cell(fmt_duration(v.elapsed_s)),
+        Cell(gate_short(v)[0].removeprefix("gate ")),
     ]
 
 
-class _TwoRuns(Panel):
-    """A panel drawn from two runs' views (set by the screen), redrawn when either changes."""
-
-    views: list[RunView | None]
-
-    def key(self, v: RunView) -> object:
-        return tuple(x.version if x else None for x in self.views)
-
-    def render(self) -> Content:
-        w, h = self.size
-        out = Lines(w, h)
-        self.draw(None, out)  # type: ignore[arg-type]  # a two-run panel draws self.views
-        return out.content()
-
-
-class CompareChart(_TwoRuns):
-    TITLE = "Loss, overlaid"
-
-    def __init__(self, **kw: Any) -> None:
-        super().__init__(**kw)
-        self.views: list[RunView | None] = [None, None]
-        self.log_y = self.by_time = False
-
-    def draw(self, _v: RunView | None, out: Lines) -> None:
-        self.border_subtitle = " · ".join(
-            x for x in ("log-y" if self.log_y else "", "x time" if self.by_time else "") if x
-        )
-        legend = []
-        for k, v in enumerate(self.views):
-            name = v.run_id if v else "loading…"
-            legend += [(f"{'AB'[k]} ", "bold " + COLOURS[k]), (f"{name}   ", MUTED)]
-        out.line(*legend, ("(train: EMA line · val: bold)", MUTED))
-        series = []
-        for k, v in enumerate(self.views):
-            if v is None:
-                continue
-            train, val = v.curve("loss").window(None), v.curve("val_loss").window(None)
-            mids = ema([(lo + hi) / 2 for _, lo, hi in train], 0.9)
-            pts = [(p[0], y, y) for p, y in zip(train, mids, strict=True)]
-            vals = list(val)
-            if self.by_time:
-                st = [(x, lo) for x, lo, _ in v.curve("step_t").window(None)]
-                t0 = v.info.get("t") or (st[0][1] if st else 0.0)
-                pts, vals = to_time(pts, st, t0), to_time(vals, st, t0)
-            series += [Series(pts, COLOURS[k]), Series(vals, "bold " + COLOURS[k])]
-        if out.left and out.left >= 3:
-            x_fmt = fmt_duration if self.by_time else fmt_count
-            out.rows.extend(plot(series, out.width, out.left, log_y=self.log_y, x_fmt=x_fmt))
+def figures_table(
+    views: Sequence[RunView | None], configs: Sequence[dict[str, str] | None]
+) -> tuple[list[str], list[list[Cell]]]:
+    """(column names, a row of cells per run): the figures, then one column for each
+    setting whose value differs between the runs. A run not read yet is a row of …"""
+    diffs = config_diff([c or {} for c in configs])
+    columns = [*FIGURES, *(k for k, _ in diffs)]
+    rows: list[list[Cell]] = []
+    for i, v in enumerate(views):
+        if v is None:
+            rows.append([Cell(f"{letter(i)} reading…", "bold " + colour(i))])
+            rows[-1] += [Cell("…")] * (len(columns) - 1)
+            continue
+        cells = figure_cells(i, v)
+        cells += [Cell(vals[i] or "–", DIFF) for _, vals in diffs]
+        rows.append(cells)
+    _mark_best(rows, views, FIGURES.index("best val"), lambda v: v.best_val, min)
+    _mark_best(rows, views, FIGURES.index("tokens/s"), lambda v: v.figures.tokens_per_s, max)
+    return columns, rows
 
 
-class CompareTable(_TwoRuns):
-    TITLE = "Figures"
+def _mark_best(
+    rows: list[list[Cell]],
+    views: Sequence[RunView | None],
+    col: int,
+    get: Callable[[RunView], float | None],
+    best: Callable,
+) -> None:
+    vals = {i: get(v) for i, v in enumerate(views) if v is not None}
+    vals = {i: x for i, x in vals.items() if isinstance(x, int | float)}
+    if len(vals) < 2:
+        return
+    b = best(vals.values())
+    for i, x in vals.items():
+        if x == b:
+            rows[i][col] = Cell(rows[i][col].text + " ★", BEST)
 
-    def __init__(self, **kw: Any) -> None:
-        super().__init__(**kw)
-        self.views: list[RunView | None] = [None, None]
 
-    def draw(self, _v: RunView | None, out: Lines) -> None:
-        rows = [figure_rows(v) if v else [] for v in self.views]
-        names = [r[0] for r in (rows[0] or rows[1])]
-        col = max(8, (out.width - 14) // 2)
-        out.line(
-            (f"{'':<13} ", MUTED),
-            *((f"{(v.run_id if v else 'loading…')[: col - 1]:<{col}}", "bold " + COLOURS[k])
-              for k, v in enumerate(self.views)),
-        )  # fmt: skip
-        for i, name in enumerate(names):
-            a = rows[0][i][1] if rows[0] else "…"
-            b = rows[1][i][1] if rows[1] else "…"
-            style = "" if a == b else WARN
-            out.line((f"{name:<13} ", MUTED), (f"{a[: col - 1]:<{col}}", style), (b[:col], style))
+def table_text(columns: list[str], rows: list[list[Cell]]) -> str:
+    """The table as plain text (`cockpit compare` off a terminal): columns padded,
+    a key that differs marked with its values in the same columns."""
+    columns = [clean(h) for h in columns]  # a setting's name comes from the run's run.yaml
+    cells = [[clean(c.text) for c in r] for r in rows]
+    widths = [
+        max([len(h)] + [len(r[k]) for r in cells if k < len(r)]) for k, h in enumerate(columns)
+    ]
+    lines = ["  ".join(h.ljust(widths[k]) for k, h in enumerate(columns)).rstrip()]
+    lines += ["  ".join(t.ljust(widths[k]) for k, t in enumerate(r)).rstrip() for r in cells]
+    return "\n".join(lines)
+
+
+# -----------------------------------------------------------------------------
+# the screen
 
 
 class CompareScreen(Screen):
     CSS_PATH = "../tcss/compare.tcss"
     BINDINGS = [
-        Binding("g", "toggle('log_y')", "log-y"),
-        Binding("t", "toggle('by_time')", "x: step/time"),
+        Binding("t", "chart('time')", "x: step/time"),
+        Binding("e", "chart('smooth')", "EMA on/off"),
+        Binding("left_square_bracket", "strength(-0.05)", "EMA weaker", show=False),
+        Binding("right_square_bracket", "strength(0.05)", "EMA stronger", show=False),
+        Binding("v", "chart('curves')", "train/val"),
+        Binding("g", "chart('log')", "log-y"),
+        Binding("h", "hide", "hide run", tooltip="leave the run under the cursor out of the chart"),
         Binding("escape", "back", "back"),
     ]
 
     @dataclass
-    class Loaded(Message):
-        """One side's run, read."""
+    class Updated(Message):
+        """A new view of one compared run (a newer one of the same run replaces it)."""
 
-        side: int
+        index: int
         view: RunView
+        config: dict[str, str]
+
+        def can_replace(self, message: Message) -> bool:
+            return isinstance(message, CompareScreen.Updated) and message.index == self.index
 
     def __init__(
         self,
-        a: Path,
-        b: Path,
-        a_view: RunView | None = None,
+        runs: Sequence[Path],
+        first: RunView | None = None,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__()
-        self.paths, self.first, self.clock = (Path(a), Path(b)), a_view, clock
+        if not 1 <= len(runs) <= MAX_RUNS:
+            raise ValueError(f"compare takes 1 to {MAX_RUNS} runs, not {len(runs)}")
+        self.paths, self.first, self.clock = [Path(p) for p in runs], first, clock
+        self.views: list[RunView | None] = [None] * len(self.paths)
+        self.configs: list[dict[str, str] | None] = [None] * len(self.paths)
 
     def compose(self) -> ComposeResult:
+        n = len(self.paths)
         yield Label(
-            plain(f"A {self.paths[0].name}   vs   B {self.paths[1].name}"), id="compare-title"
+            plain(
+                f"Comparing {n} runs · yellow columns: the settings that differ · "
+                "★ best of its column · live runs keep moving"
+            ),
+            id="compare-title",
         )
-        yield CompareChart(id="overlay", classes="panel")
-        yield CompareTable(id="figures", classes="panel")
+        yield OverlayChart(n, id="overlay", classes="panel")
+        yield DataTable(id="figures", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
     def on_mount(self) -> None:
+        skip = []
         if self.first is not None:
-            self.post_message(self.Loaded(0, self.first))
-        self._load()
+            self.views[0] = self.first
+            if self.first.ended:
+                skip.append(0)  # over: the monitor's view is all there is
+        self.query_one(DataTable).fixed_columns = 1
+        self._show()
+        self._follow(skip)
+
+    def on_unmount(self) -> None:
+        self.workers.cancel_node(self)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="compare")
-    def _load(self) -> None:
+    def _follow(self, skip: list[int]) -> None:
+        from cockpit.model.compare import run_config  # reads run.yaml: on this thread
+
         worker = get_current_worker()
-        for side, path in enumerate(self.paths):
-            if side == 0 and self.first is not None:
-                continue
-            v = load_view(path, clock=self.clock)
-            if worker.is_cancelled:
-                return
-            self.post_message(self.Loaded(side, v))
+        configs: dict[int, dict[str, str]] = {}
 
-    def on_compare_screen_loaded(self, msg: Loaded) -> None:
-        for w in (self.query_one(CompareChart), self.query_one(CompareTable)):
-            w.views[msg.side] = msg.view
-            w.refresh()
+        def post(i: int, v: RunView) -> None:
+            if i not in configs:
+                configs[i] = run_config(v.run_dir or self.paths[i], v.info)
+            self.post_message(self.Updated(i, v, configs[i]))
 
-    def action_toggle(self, what: str) -> None:  # type: ignore[override]  # a setting, not a widget's toggle
-        c = self.query_one(CompareChart)
-        setattr(c, what, not getattr(c, what))
-        c.refresh()
+        if 0 in skip and self.first is not None:
+            post(0, self.first)
+        CompareFeed(self.paths, clock=self.clock, skip=skip).run(post, lambda: worker.is_cancelled)
+
+    def on_compare_screen_updated(self, msg: Updated) -> None:
+        self.views[msg.index], self.configs[msg.index] = msg.view, msg.config
+        self._show()
+
+    def _show(self) -> None:
+        chart = self.query_one(OverlayChart)
+        chart.views = list(self.views)
+        chart.refresh()
+        t = self.query_one(DataTable)
+        columns, rows = figures_table(self.views, self.configs)
+        at = t.cursor_row
+        t.clear(columns=True)
+        for k, name in enumerate(columns):
+            diff = k >= len(FIGURES)
+            width = max([len(name)] + [len(r[k].text) + 2 * (k == 0) for r in rows if k < len(r)])
+            t.add_column(Text(clean(name), style=DIFF if diff else ""), width=width)
+        for i, r in enumerate(rows):
+            cells = [Text(clean(c.text), style=c.tone) for c in r]
+            cells[0] = Text.assemble(("━ ", r[0].tone), cells[0])  # its colour in the chart
+            t.add_row(*cells, key=str(i))
+        t.move_cursor(row=min(max(at, 0), len(rows) - 1))
+
+    # --- keys ----------------------------------------------------------------------
+
+    def action_chart(self, what: str) -> None:
+        self.query_one(OverlayChart).toggle(what)
+
+    def action_strength(self, delta: float) -> None:
+        self.query_one(OverlayChart).set_strength(delta)
+
+    def action_hide(self) -> None:
+        chart = self.query_one(OverlayChart)
+        i = self.query_one(DataTable).cursor_row
+        chart.hidden ^= {i}
+        chart.refresh()
+
+    @on(DataTable.RowSelected)
+    def _open(self, event: DataTable.RowSelected) -> None:
+        """enter: the run under the cursor, in the monitor (esc comes back here)."""
+        i = event.cursor_row
+        if 0 <= i < len(self.paths):
+            cockpit_app(self).open_run(self.paths[i])
 
     def action_back(self) -> None:
-        self.app.pop_screen()
+        if len(self.app.screen_stack) > 1:
+            self.app.pop_screen()
+        else:  # `cockpit compare`: this screen is a mode of its own
+            self.app.switch_mode("runs")

@@ -111,7 +111,9 @@ Monitor keys
   q        detach: the cockpit quits, training keeps running
            (re-attach with `cockpit watch RUN_DIR`)
   s        ask the trainer to save a checkpoint now (SIGUSR1)
-           (s and d only for a trainer that handles the signal)
+           (s and d only for a trainer that handles the signal;
+           s, x and d not on a page of `cockpit serve` without
+           --allow-control)
   x        stop the run gracefully after a confirmation (SIGINT: it
            saves a checkpoint tagged 'interrupt' and exits 130)
   d        dump the trainer's thread stacks (SIGUSR2) and show them
@@ -128,8 +130,18 @@ Loss chart
            downsampled with each bucket's min and max: spikes stay.
 
 Runs screen
-  enter    open the run;  space  mark it;  c  compare the marked run
-           (or the two marked) with the one under the cursor
+  enter    open the run;  space  mark it (up to 8);  c  compare the
+           marked runs (and the one under the cursor)
+  p        pin the run: pinned runs stay on top (kept in logs/.pins)
+  /        filter: profile:NAME  status:live|ended|ok|bad|STATUS  words
+           (esc clears it)
+
+Compare screen (cockpit compare, or c)
+  t  x by step or by time since each run's start;  e  EMA on/off,
+  [ ]  weaker/stronger;  v  train + val, train, val;  g  log-y;
+  h  leave the run under the cursor out of the chart;  enter  open it.
+  Yellow columns are the settings that differ (run.yaml's profile, or
+  a wrapped command's --options); ★ marks the best of a column.
 
 Panels that do not fit collapse: below 120x36 the eval & gate and the
 threads panels are left out (the header keeps the gate state).

@@ -38,6 +38,7 @@ from cockpit.ui.widgets.training import (
 
 Severity = Literal["information", "warning", "error"]
 LEVELS: dict[str, Severity] = {"info": "information", "warn": "warning", "error": "error"}
+SIGNALLING = ("save", "stop", "dump")  # the actions that signal the trainer
 
 
 class MonitorScreen(Screen):
@@ -175,16 +176,24 @@ class MonitorScreen(Screen):
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         """`s` (SIGUSR1) and `d` (SIGUSR2) are offered only when the trainer has a
-        handler for them: their default action would kill it (a wrapped command)."""
+        handler for them: their default action would kill it (a wrapped command).
+        A read-only app (a served page without --allow-control) offers none of s, x, d."""
+        if action in SIGNALLING and not cockpit_app(self).control:
+            return False
         i = {"save": 0, "dump": 1}.get(action)
         if i is not None and self.view is not None and self.view.handles[i] is False:
             return False
         return True
 
     def action_save(self) -> None:
+        if not cockpit_app(self).control:
+            return
         self.pump.submit("save")
 
     def action_stop(self) -> None:
+        if not cockpit_app(self).control:
+            return
+
         def answer(yes: bool | None) -> None:
             if yes:
                 self.pump.submit("stop")
@@ -200,6 +209,8 @@ class MonitorScreen(Screen):
         )
 
     def action_dump(self) -> None:
+        if not cockpit_app(self).control:
+            return
         v = self.view
         self._dump_from = v.n_alerts if v is not None else 0
         self.pump.submit("dump")

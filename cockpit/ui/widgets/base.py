@@ -7,6 +7,7 @@ terminal."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, cast
 
@@ -24,9 +25,10 @@ class CockpitApp(Protocol):
     widgets and screens the app imports need not import the app back."""
 
     logs: Path
+    control: bool  # the keys that signal a trainer (save, stop, dump) are offered
 
     def open_run(self, run_dir: Path) -> None: ...
-    def compare(self, a: Path, b: Path, a_view: RunView | None = None) -> None: ...
+    def compare(self, runs: Sequence[Path], first: RunView | None = None) -> None: ...
     def pick_and_compare(self, run_dir: Path, view: RunView | None) -> None: ...
     def attach(self, session: Any) -> None: ...  # a Session (widgets do not import it)
 

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import pytest
 
+from cockpit.ui.app import CockpitApp
+from cockpit.ui.screens.compare import CompareScreen
+from tests.cockpit.ui.compare_runs import CLOCK, write_runs
 from tests.cockpit.ui.tuikit import CPU, GPU, in_repo, recorded_app, settle  # noqa: F401
 
 SIZES = [(80, 24), (160, 48)]
@@ -24,10 +27,13 @@ def test_runs(snap_compare, in_repo, size):  # noqa: F811
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
-def test_compare(snap_compare, in_repo, size):  # noqa: F811
-    async def compare(pilot):
-        await settle(pilot)
-        pilot.app.compare(GPU, CPU)
-        await settle(pilot)
-
-    assert snap_compare(recorded_app("runs"), terminal_size=size, run_before=compare)
+def test_compare(snap_compare, in_repo, size, tmp_path):  # noqa: F811
+    """Four runs: three of ours that differ in lr and depth, one wrapped nanoGPT command."""
+    runs = write_runs(tmp_path)
+    app = CockpitApp(
+        "compare",
+        logs=tmp_path,
+        screens={"compare": lambda: CompareScreen(runs, clock=lambda: CLOCK)},
+        clock=lambda: CLOCK,
+    )
+    assert snap_compare(app, terminal_size=size, run_before=settle)
