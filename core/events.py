@@ -78,6 +78,8 @@ class RunStart(Event):
     tokens_per_step: int
     total_steps: int
     total_epochs: int | None
+    peak_flops: float | None = None  # one device's peak FLOP/s behind `mfu`; null: MFU unknown
+    peak_source: str | None = None  # where that figure came from (data sheet, profile, timed matmul)
 
 
 @dataclass(frozen=True)
