@@ -73,7 +73,34 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="DDP: N ranks on this machine under torchrun (gloo on CPU, NCCL on GPU)",
     )
-    r.add_argument("--nnodes", type=int, default=1, metavar="M", help="DDP: M machines")
+    r.add_argument(
+        "--nnodes",
+        type=int,
+        default=1,
+        metavar="M",
+        help="DDP over M machines: run the same command on each, with its --node-rank, the "
+        "same --rdzv-endpoint and the same --run-dir on storage every machine shares",
+    )
+    r.add_argument(
+        "--node-rank",
+        type=int,
+        default=0,
+        metavar="R",
+        help="with --nnodes: this machine's number, 0..M-1 (0 keeps stdout.log and "
+        "supervisor.json in the run directory, R>0 under nodes/node-R/)",
+    )
+    r.add_argument(
+        "--rdzv-endpoint",
+        metavar="HOST:PORT",
+        help="with --nnodes: torchrun's c10d rendezvous, a port on one of the machines "
+        "(usually node 0's), the same on every machine",
+    )
+    r.add_argument(
+        "--rdzv-id",
+        metavar="ID",
+        help="with --nnodes: the rendezvous id, the same on every machine (default: the "
+        "run directory's name)",
+    )
     r.add_argument(
         "--torchrun-arg",
         action="append",
