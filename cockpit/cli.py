@@ -175,6 +175,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     v.add_argument("path", help="run directory, checkpoints/ folder, or step-NNNNNNN.pt")
     v.set_defaults(command=("verify", "cmd_verify"))
+    sl = sub.add_parser(
+        "slurm",
+        help="print an sbatch script that trains a profile on several nodes (requeue on preemption)",
+    )
+    sl.add_argument("--profile", required=True, help="profile name (profiles/NAME.yaml) or path")
+    sl.add_argument("--nodes", type=int, required=True, metavar="N", help="nodes to allocate")
+    sl.add_argument("--gpus-per-node", type=int, required=True, metavar="G", help="ranks a node")
+    sl.add_argument("--time", metavar="HH:MM:SS", help="the job's time limit")
+    sl.add_argument("--partition", metavar="X")
+    sl.add_argument("--account", metavar="Y")
+    sl.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    sl.add_argument("--out", metavar="FILE", help="write the script here instead of printing it")
+    sl.set_defaults(command=("slurm", "cmd_slurm"))
     va = sub.add_parser("validate", help="check a profile without running it")
     va.add_argument("profile", help="profile name (profiles/NAME.yaml) or path")
     va.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
