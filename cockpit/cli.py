@@ -67,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     r.add_argument("--run-dir", help="run directory (default logs/<YYYYmmdd-HHMMSS>-<profile>)")
     r.add_argument(
+        "--gpus",
+        metavar="NxMEM",
+        help="size for these GPUs (e.g. 8x80GB) instead of this machine's: planning where they are not",
+    )
+    r.add_argument(
         "--nproc-per-node",
         type=int,
         default=1,
@@ -147,6 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     pf.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     pf.add_argument("--yes", action="store_true", help="ask nothing; print the results")
     pf.add_argument("--json", action="store_true", help="print one JSON object")
+    pf.add_argument(
+        "--gpus",
+        metavar="NxMEM",
+        help="size for these GPUs (e.g. 8x80GB) instead of this machine's: planning where they are not",
+    )
     pf.add_argument(
         "--fix", action="store_true", help="with --yes: apply a failing step's fix, re-run it"
     )

@@ -7,9 +7,11 @@ pre-flight's summary table is built from both (`summary_rows`).
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -77,13 +79,144 @@ def dataset_tokens(ctx: Context) -> tuple[float | None, str]:
     return nbytes / bpt, f"bytes / {bpt:.2f} bytes per token"
 
 
+# -----------------------------------------------------------------------------
+# memory a GPU: parameters, gradients, optimizer state, activations, by parallelism
+
+GIB = 2**30
+# activation bytes kept a layer, per token and unit of width, with SDPA (no attention
+# matrix kept). bf16 autocast: the fp32 residual stream at the two norms (4+4), the bf16
+# inputs of qkv, proj, fc and mlp proj (2+2+2+8), q/k before and after RoPE and v (4+6),
+# the attention output (2), the GELU input (8): 42. fp32: the same tensors at 4 bytes.
+ACT_BYTES = {"bf16": 42, "fp32": 76}
+# the head: logits (bf16), their fp32 copy and log-softmax for the loss, and the fp32
+# gradient coming back, per token and vocabulary entry
+LOGIT_BYTES = {"bf16": 14, "fp32": 12}
+OVERHEAD_MIB = 1024 + 512  # CUDA context, cuBLAS/NCCL workspaces, allocator slack
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The figures the estimate needs: the model's shape and the run's batch."""
+
+    n_params: int
+    n_layer: int
+    n_embd: int
+    vocab: int
+    context: int
+    batch: int  # sequences a micro-batch on each rank
+
+
+def layout(p: Profile) -> Layout:
+    total, _, vocab = param_counts(p)
+    m = p.model
+    return Layout(total, m.n_layer, m.n_embd, vocab, p.data.context, p.train.batch_size)
+
+
+def memory_per_gpu(
+    lay: Layout,
+    world: int,
+    parallel: str = "ddp",
+    checkpointing: bool = False,
+    optimizer: str = "adamw",
+    dtype: str = "bf16",
+    reshard_after_forward: bool = True,
+) -> dict[str, float]:
+    """MiB a GPU holds at the peak of a step, by part; `total` includes OVERHEAD_MIB.
+
+    ddp: every rank holds fp32 weights (4 B a parameter), fp32 gradients (4) and
+    DDP's gradient buckets (4), and the optimizer's state (AdamW: two fp32 moments,
+    8; Muon: one momentum, 4, for the block matrices, AdamW's 8 for the embedding).
+    fsdp: the weights, gradients and optimizer state are sharded over the ranks
+    (a 1/world share each), plus the gathered bf16 weights in use: two blocks (the
+    one computing and the one prefetched) with the embedding, or all of them when
+    reshard_after_forward is false (ZeRO-2). Activations: ACT_BYTES a layer per token
+    and unit of width, or with activation checkpointing the fp32 input of each block
+    plus one block recomputed at a time; and the head's logits."""
+    P, L, h = lay.n_params, lay.n_layer, lay.n_embd
+    emb = lay.vocab * h
+    block = (P - emb) / max(1, L)
+    opt = 8 * P if optimizer != "muon" else 4 * (P - emb) + 8 * emb
+    if parallel == "fsdp":
+        shard = (4 * P + 4 * P + opt) / world
+        half = 2 if dtype == "bf16" else 4  # gathered weights: bf16 under mixed precision
+        gathered = half * (P if not reshard_after_forward else 2 * block + emb)
+        grads_working = 4 * 2 * block  # a block's unsharded gradient while it reduce-scatters
+        state = {"weights_grads_optimizer": shard, "gathered": gathered + grads_working}
+    else:
+        state = {"weights_grads_optimizer": 4 * P + 4 * P + 4 * P + opt, "gathered": 0.0}
+    tokens = lay.batch * lay.context
+    per_layer = ACT_BYTES[dtype] * tokens * h
+    act = (L * 4 * tokens * h + per_layer) if checkpointing else L * per_layer
+    logits = LOGIT_BYTES[dtype] * tokens * lay.vocab
+    out = {k: v / MIB for k, v in state.items()}
+    out["activations"] = act / MIB
+    out["logits"] = logits / MIB
+    out["overhead"] = float(OVERHEAD_MIB)
+    out["total"] = sum(out.values())
+    return {k: round(v, 1) for k, v in out.items()}
+
+
+GPUS_RE = re.compile(r"(\d{1,5})\s{0,3}[xX]\s{0,3}(\d{1,4}(?:\.\d{1,3})?)\s{0,3}(?:GB|GiB|G)?")
+
+
+def parse_gpus(hint: str) -> tuple[int, float] | None:
+    """'8x80GB' -> (8, 81920.0 MiB); a GPU's 'GB' is its GiB (an 80GB card holds 80 GiB)."""
+    m = GPUS_RE.fullmatch(hint.strip())
+    if not m or int(m.group(1)) < 1:
+        return None
+    return int(m.group(1)), float(m.group(2)) * 1024
+
+
+def _gpus_here() -> tuple[int, float] | None:
+    """(count, MiB of the smallest) of this machine's GPUs, from NVML; None without."""
+    g = GpuSampler()
+    snap = g.sample()
+    g.close()
+    mems = [d.mem_total_mib for d in snap.devices if d.mem_total_mib]
+    return (len(mems), float(min(mems))) if snap.available and mems else None
+
+
+def memory_fit(p: Profile, gpus: tuple[int, float], lay: Layout | None = None) -> dict:
+    """The profile's estimate on these GPUs, and which configurations would fit."""
+    lay = lay or layout(p)
+    n, mib = gpus
+    t = p.train
+    dt = "bf16" if t.device != "cpu" and t.dtype != "float32" else "fp32"
+    kw = dict(optimizer=getattr(t, "optimizer", "adamw"), dtype=dt,
+              reshard_after_forward=getattr(t, "reshard_after_forward", True))  # fmt: skip
+    mine = (getattr(t, "parallel", "ddp"), bool(getattr(t, "activation_checkpointing", False)))
+    table = []
+    for par in ("ddp", "fsdp"):
+        for ac in (False, True):
+            est = memory_per_gpu(lay, n, par, ac, **kw)  # type: ignore[arg-type]
+            table.append({"parallel": par, "activation_checkpointing": ac,
+                          "total_mib": est["total"], "fits": est["total"] <= mib, "parts": est})  # fmt: skip
+    own = next(x for x in table if (x["parallel"], x["activation_checkpointing"]) == mine)
+    return {"gpus": n, "gpu_mib": mib, "dtype": dt, "batch": lay.batch, "context": lay.context,
+            "parallel": mine[0], "activation_checkpointing": mine[1], "est_mib": own["total_mib"],
+            "parts": own["parts"], "fits": own["fits"], "table": table}  # fmt: skip
+
+
+def _config_name(par: str, ac: bool) -> str:
+    return par + (" + activation checkpointing" if ac else "")
+
+
 def check_sizing(spec: StepSpec, ctx: Context, r: StepResult, progress: Progress) -> None:
     p = ctx.profile
     total, non_emb, vocab = param_counts(p)
+    hint = ctx.gpus
+    gpus = parse_gpus(hint) if hint else (_gpus_here() if p.train.device != "cpu" else None)
+    if hint and gpus is None:
+        r.status = "FAIL"
+        r.message = f"--gpus {hint!r}: expected COUNTxMEMORY, e.g. 8x80GB or 4x24GB"
+        return
+    mem = memory_fit(p, gpus) if gpus else None
     tokens, how = dataset_tokens(ctx)
     if not tokens:
         r.status, r.message = "SKIP", f"cannot size without a token count: {how}"
         r.figures = {"params": total}
+        if mem:
+            r.figures["memory"] = mem
         return
     ratio = total / tokens
     rec, rec_params, rec_shape = recommended(tokens)
@@ -107,6 +240,9 @@ def check_sizing(spec: StepSpec, ctx: Context, r: StepResult, progress: Progress
         f"{total / 1e6:,.2f}M params on ~{tokens / 1e6:,.2f}M tokens: {ratio:.2f} params a token; "
         f"Chinchilla-optimal is {chin / 1e6:,.1f}M tokens ({chin / tokens:,.1f} epochs of this data)"
     )
+    if mem:
+        r.figures["memory"] = mem
+        r.message += "; " + memory_line(mem, hint)
     severe = spec.warn.get("param_per_token_severe")
     if severe is not None and ratio > severe:
         r.status, r.figures["risk"] = "WARN", "extreme"
@@ -120,6 +256,36 @@ def check_sizing(spec: StepSpec, ctx: Context, r: StepResult, progress: Progress
             f"{ratio:.1f} params a token (> {bar:g}): moderate overfitting risk; regularise "
             "hard (weight decay, dropout, early stopping on val loss) or add data"
         )
+
+    if mem and not mem["fits"]:  # the first thing to fix: the run would not start
+        before = f"; also {r.message}" if r.status == "WARN" else ""
+        r.status = "WARN"
+        fits = [
+            _config_name(x["parallel"], x["activation_checkpointing"])
+            for x in mem["table"]
+            if x["fits"]
+        ]
+        r.message = (
+            memory_line(mem, hint)
+            + (
+                f"; fits: {', '.join(fits)} (train.parallel, train.activation_checkpointing)"
+                if fits
+                else "; no configuration fits: lower train.batch_size (raise grad_accum to keep the batch), use more GPUs, or a smaller model"
+            )
+            + before
+        )
+
+
+def memory_line(mem: dict, hint: str | None) -> str:
+    where = f"{mem['gpus']} GPU(s) of {mem['gpu_mib'] / 1024:,.0f} GiB" + (
+        " (--gpus)" if hint else ""
+    )
+    return (
+        f"~{mem['est_mib'] / 1024:,.1f} GiB a GPU under "
+        f"{_config_name(mem['parallel'], mem['activation_checkpointing'])} at batch "
+        f"{mem['batch']} x context {mem['context']} on {where}: "
+        + ("fits" if mem["fits"] else "does NOT fit")
+    )
 
 
 # -----------------------------------------------------------------------------

@@ -45,6 +45,7 @@ def _preflight_printed(args: Namespace) -> tuple[Context, list[StepResult]] | in
     except ProfileError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    ctx.gpus = getattr(args, "gpus", None)
     results = run_printed(cl, ctx, fix=args.fix)
     if overall(results) == "FAIL":
         print(
@@ -163,6 +164,7 @@ def cmd_run(args: Namespace) -> int:
         except ProfileError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
+        ctx.gpus = getattr(args, "gpus", None)
         sessions: list[Session] = []
 
         def launcher(ctx: Context, results: list[StepResult]) -> Session:
