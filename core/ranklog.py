@@ -273,6 +273,8 @@ def rank_log(
     """The writer for this process: a RankLog under torchrun (or when CORE_RANK_LOG=1:
     the pre-flight probe reads one process's torch memory figures from it), else a
     NullRankLog."""
-    if world_size > 1 or os.environ.get("CORE_RANK_LOG") == "1":
+    if world_size > 1:
         return RankLog(run_dir, rank, local_rank, world_size, device)
+    if os.environ.get("CORE_RANK_LOG") == "1":  # the probe stops us hard: every step counts
+        return RankLog(run_dir, rank, local_rank, world_size, device, flush_s=0.0)
     return NullRankLog()

@@ -7,6 +7,7 @@ pre-flight's summary table is built from both (`summary_rows`).
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import tempfile
@@ -23,6 +24,7 @@ from cockpit.collect.gpu import GpuSampler
 from cockpit.fmt import fmt_estimate
 from cockpit.supervisor import Trainer, log_tail, trainer_command
 from core.config import Profile
+from core.jsonl import read_jsonl
 
 MIB = 2**20
 
@@ -32,14 +34,21 @@ MIB = 2**20
 
 def param_counts(p: Profile) -> tuple[int, int, int]:
     """(total, non-embedding, vocab) without allocating the weights."""
+    vocab = p.data.walks.n_nodes + 1 if p.data.source == "walks" else p.tokenizer.vocab_size
+    m = _meta_model(vocab, p.data.context, p.model.n_layer, p.model.n_head, p.model.n_embd)
+    return m.n_params(), m.n_params_non_embedding(), vocab
+
+
+@functools.lru_cache(maxsize=8)
+def _meta_model(vocab: int, context: int, n_layer: int, n_head: int, n_embd: int) -> Any:
+    """The GPT of a shape on the meta device (no weights): its counts and FLOPs. Cached:
+    sizing, the probe and the disk step ask for the same shape (~0.4 s to build)."""
     import torch  # lazy: loads torch (seconds); only this path needs it
 
     from core.model import GPT, GPTConfig  # lazy: loads torch (seconds); only this path needs it
 
-    vocab = p.data.walks.n_nodes + 1 if p.data.source == "walks" else p.tokenizer.vocab_size
     with torch.device("meta"):
-        m = GPT(GPTConfig(vocab, p.data.context, p.model.n_layer, p.model.n_head, p.model.n_embd))
-    return m.n_params(), m.n_params_non_embedding(), vocab
+        return GPT(GPTConfig(vocab, context, n_layer, n_head, n_embd))
 
 
 def checkpoint_bytes(p: Profile) -> int:
@@ -328,7 +337,9 @@ def probe(ctx: Context, steps: int, timeout_s: float, progress: Progress | None 
     tmp = Path(tempfile.mkdtemp(prefix=".probe-", dir=ctx.logs))
     cmd = trainer_command(ctx.profile_ref or ctx.profile.name, tmp / "run", list(ctx.sets))
     t0 = time.time()
-    trainer = Trainer.launch(cmd, tmp / "run")
+    # CORE_RANK_LOG: the trainer writes ranks/rank-0.jsonl, whose lines carry torch's own
+    # peak CUDA memory (NVML's per-process figure reads 0 inside many containers)
+    trainer = Trainer.launch(cmd, tmp / "run", env={"CORE_RANK_LOG": "1"})
     fol = EventsFollower(tmp / "run" / "events.jsonl", notify=False)
     gpu = GpuSampler() if ctx.profile.train.device != "cpu" else None
     out: dict[str, Any] = {
@@ -370,11 +381,57 @@ def probe(ctx: Context, steps: int, timeout_s: float, progress: Progress | None 
     finally:
         trainer.kill_group()
         trainer.wait(10)
+        out.update(_torch_peaks(tmp / "run"))
         fol.close()
         if gpu is not None:
             gpu.close()
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def _torch_peaks(run_dir: Path) -> dict[str, float]:
+    """The highest torch.cuda.max_memory_allocated / max_memory_reserved (MiB) the
+    probe's trainer wrote to ranks/rank-0.jsonl; none on a CPU."""
+    out: dict[str, float] = {}
+    for d in read_jsonl(run_dir / "ranks" / "rank-0.jsonl"):  # core/ranklog.py's file
+        for key in ("cuda_max_alloc_mib", "cuda_max_reserved_mib"):
+            v = d.get(key)
+            if isinstance(v, int | float) and v > out.get(key, -1.0):
+                out[key] = float(v)
+    return out
+
+
+def probe_peak_mib(res: dict, cuda: bool) -> tuple[float, str]:
+    """(peak MiB, what measured it) from the probe's figures. On a GPU: what torch's
+    allocator reserved from the device (its allocated peak plus its cache: what the
+    next process could not have), else NVML's per-process figure; on a CPU: RSS."""
+    if not cuda:
+        return res.get("peak_rss", 0) / MIB, "peak RSS"
+    reserved = res.get("cuda_max_reserved_mib")
+    if isinstance(reserved, int | float) and reserved > 0:
+        return float(reserved), "torch.cuda.max_memory_reserved"
+    return float(res.get("peak_gpu_mib") or 0.0), "NVML per-process memory"
+
+
+def judge_memory(r: StepResult, peak_mib: float, free_mib: float, margin: float) -> bool:
+    """FAIL the probe when the peak with its margin exceeds the free memory; True if so."""
+    if peak_mib * margin <= free_mib:
+        return False
+    r.status = "FAIL"
+    r.message = (
+        f"peak memory {peak_mib:,.0f} MiB x {margin:g} margin exceeds the {free_mib:,.0f} MiB "
+        "free: lower train.batch_size (raise grad_accum to keep the batch) or data.context, "
+        "or set train.activation_checkpointing / train.parallel: fsdp (see the sizing step)"
+    )
+    return True
+
+
+def flops_per_token(p: Profile) -> float:
+    """The core's own FLOP model (GPT.flops_per_token: 6N plus attention), built on the
+    meta device: the same figure the trainer's MFU counts."""
+    _, _, vocab = param_counts(p)
+    m = _meta_model(vocab, p.data.context, p.model.n_layer, p.model.n_head, p.model.n_embd)
+    return float(m.flops_per_token())
 
 
 def _median(xs: list[float]) -> float:
@@ -411,18 +468,17 @@ def check_probe(spec: StepSpec, ctx: Context, r: StepResult, progress: Progress)
     wall_ms = max(step_ms, _median(gaps)) if gaps else step_ms
     tps = start.get("tokens_per_step", 0) / (wall_ms / 1e3) if wall_ms else 0.0
     total_steps = int(start.get("total_steps") or 0)
-    n_params = int(start.get("n_params") or param_counts(ctx.profile)[0])
     mfus = [e["mfu"] for e in timed if e.get("mfu") is not None]
     train_s = total_steps * wall_ms / 1e3
-    flops_s = 6 * n_params * tps  # measured: the 6·N·D rule at the rate we saw
+    fpt = flops_per_token(ctx.profile)  # the FLOPs the trainer's MFU counts, attention in
+    flops_s = fpt * tps  # achieved, every rank together
     tokens = total_steps * start.get("tokens_per_step", 0)
+    # an independent second figure: the time at the devices' peak (MFU 100%), a floor
+    world_peak = (start.get("peak_flops") or 0) * (start.get("world_size") or 1)
     device = start.get("device") or ctx.profile.train.device
-    if "cuda" in str(device):
-        peak_mib = res["peak_gpu_mib"]
-        free_mib = _gpu_free_mib()
-    else:
-        peak_mib = res["peak_rss"] / MIB
-        free_mib = psutil.virtual_memory().available / MIB
+    cuda = "cuda" in str(device)
+    peak_mib, peak_from = probe_peak_mib(res, cuda)
+    free_mib = _gpu_free_mib() if cuda else psutil.virtual_memory().available / MIB
     r.figures = {
         "device": device,
         "probe_steps": len(timed),
@@ -430,11 +486,16 @@ def check_probe(spec: StepSpec, ctx: Context, r: StepResult, progress: Progress)
         "tokens_per_s": round(tps, 1),
         "mfu": round(_median(mfus), 4) if mfus else None,
         "achieved_tflops": round(flops_s / 1e12, 4),
+        "flops_per_token": fpt,
         "peak_mem_mib": round(peak_mib, 1),
+        "peak_mem_from": peak_from,
+        "cuda_max_alloc_mib": res.get("cuda_max_alloc_mib"),
+        "cuda_max_reserved_mib": res.get("cuda_max_reserved_mib"),
+        "nvml_proc_mib": round(res["peak_gpu_mib"], 1) if cuda else None,
         "free_mem_mib": round(free_mib, 1),
         "total_steps": total_steps,
         "est_train_s": round(train_s, 1),
-        "est_train_s_6nd": round(6 * n_params * tokens / flops_s, 1) if flops_s else None,
+        "min_train_s_at_peak": round(fpt * tokens / world_peak, 1) if world_peak else None,
         "startup_s": round(got[0]["t"] - res["run_start"]["t"], 2) if res["run_start"] else None,
     }
     r.status = "PASS"
@@ -442,12 +503,7 @@ def check_probe(spec: StepSpec, ctx: Context, r: StepResult, progress: Progress)
         f"{wall_ms:,.1f} ms a step, {tps:,.0f} tokens/s on {device}; {total_steps:,} steps take "
         f"~{fmt_estimate(train_s)}; peak memory {peak_mib:,.0f} MiB of {free_mib:,.0f} MiB free"
     )
-    if peak_mib * margin > free_mib:
-        r.status = "FAIL"
-        r.message = (
-            f"peak memory {peak_mib:,.0f} MiB x {margin:g} margin exceeds the {free_mib:,.0f} MiB "
-            "free: lower train.batch_size (raise grad_accum to keep the batch) or data.context"
-        )
+    if judge_memory(r, peak_mib, free_mib, margin):
         return
     threshold(spec, r, "est_train_s", train_s, False, "a long run")
 
