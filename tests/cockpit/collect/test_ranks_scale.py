@@ -47,7 +47,12 @@ def test_a_straggler_among_1024_ranks_is_found_from_one_file_a_node(big_run):
     s = snap.stragglers[0]
     assert s.key == "fwd_ms" and s.median_ms == 300.0 and s.others_ms == 201.0
     r5 = snap.ranks[5]
-    assert (r5.step, r5.step_ms, r5.median_step_ms, r5.host) == (5, 500.0, 500.0, socket.gethostname())
+    assert (r5.step, r5.step_ms, r5.median_step_ms, r5.host) == (
+        5,
+        500.0,
+        500.0,
+        socket.gethostname(),
+    )
 
 
 def test_failed_ranks_among_1024_are_reported(big_run):
