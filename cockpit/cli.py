@@ -94,13 +94,45 @@ def main(argv: list[str] | None = None) -> int:
     )
     r.add_argument("--run-dir", help="run directory (default logs/<YYYYmmdd-HHMMSS>-<profile>)")
     r.add_argument(
+        "--gpus",
+        metavar="NxMEM",
+        help="size for these GPUs (e.g. 8x80GB) instead of this machine's: planning where they are not",
+    )
+    r.add_argument(
         "--nproc-per-node",
         type=int,
         default=1,
         metavar="N",
         help="DDP: N ranks on this machine under torchrun (gloo on CPU, NCCL on GPU)",
     )
-    r.add_argument("--nnodes", type=int, default=1, metavar="M", help="DDP: M machines")
+    r.add_argument(
+        "--nnodes",
+        type=int,
+        default=1,
+        metavar="M",
+        help="DDP over M machines: run the same command on each, with its --node-rank, the "
+        "same --rdzv-endpoint and the same --run-dir on storage every machine shares",
+    )
+    r.add_argument(
+        "--node-rank",
+        type=int,
+        default=0,
+        metavar="R",
+        help="with --nnodes: this machine's number, 0..M-1 (0 keeps stdout.log and "
+        "supervisor.json in the run directory, R>0 under nodes/node-R/)",
+    )
+    r.add_argument(
+        "--rdzv-endpoint",
+        metavar="HOST:PORT",
+        help="with --nnodes: torchrun's c10d rendezvous, a port on one of the machines "
+        "(usually node 0's), the same on every machine",
+    )
+    r.add_argument(
+        "--rdzv-id",
+        metavar="ID",
+        help="with --nnodes: the rendezvous id, the same on every machine (default: the "
+        "run directory's name)",
+    )
     r.add_argument(
         "--torchrun-arg",
         action="append",
@@ -149,6 +181,11 @@ def main(argv: list[str] | None = None) -> int:
     pf.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     pf.add_argument("--yes", action="store_true", help="ask nothing; print the results")
     pf.add_argument("--json", action="store_true", help="print one JSON object")
+    pf.add_argument(
+        "--gpus",
+        metavar="NxMEM",
+        help="size for these GPUs (e.g. 8x80GB) instead of this machine's: planning where they are not",
+    )
     pf.add_argument(
         "--fix", action="store_true", help="with --yes: apply a failing step's fix, re-run it"
     )
@@ -204,6 +241,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     v.add_argument("path", help="run directory, checkpoints/ folder, or step-NNNNNNN.pt")
     v.set_defaults(command=("verify", "cmd_verify"))
+    sl = sub.add_parser(
+        "slurm",
+        help="print an sbatch script that trains a profile on several nodes (requeue on preemption)",
+    )
+    sl.add_argument("--profile", required=True, help="profile name (profiles/NAME.yaml) or path")
+    sl.add_argument("--nodes", type=int, required=True, metavar="N", help="nodes to allocate")
+    sl.add_argument("--gpus-per-node", type=int, required=True, metavar="G", help="ranks a node")
+    sl.add_argument("--time", metavar="HH:MM:SS", help="the job's time limit")
+    sl.add_argument("--partition", metavar="X")
+    sl.add_argument("--account", metavar="Y")
+    sl.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    sl.add_argument("--out", metavar="FILE", help="write the script here instead of printing it")
+    sl.set_defaults(command=("slurm", "cmd_slurm"))
     va = sub.add_parser("validate", help="check a profile without running it")
     va.add_argument("profile", help="profile name (profiles/NAME.yaml) or path")
     va.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")

@@ -153,13 +153,15 @@ class Trainer:
         run_dir: Path,
         cwd: Path | None = None,
         pty: tuple[int, int] | None = None,
+        env: dict[str, str] | None = None,
     ) -> Trainer:
         """Start `cmd` detached from us. pty=(columns, rows): under a pseudo-terminal of
         that size (cockpit/wrap/ptyrelay.py: the process is still `cmd` itself, its
         output still reaches stdout.log when we are gone)."""
         run_dir.mkdir(parents=True, exist_ok=True)
         # COCKPIT_RUN_DIR: where a native integration (cockpit.integrations) writes
-        env = dict(os.environ, PYTHONUNBUFFERED="1", COCKPIT_RUN_DIR=str(run_dir.resolve()))
+        env = dict(os.environ, **(env or {}))  # `env`: variables added for this launch
+        env.update(PYTHONUNBUFFERED="1", COCKPIT_RUN_DIR=str(run_dir.resolve()))
         argv = list(cmd)
         if pty is not None:
             path = env.get("PATH") if os.sep not in cmd[0] else ""

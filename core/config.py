@@ -133,6 +133,8 @@ class TrainConfig:
     "seconds between heartbeat events, also inside a long step"
     print_every_s: float = 2.0
     "seconds between progress lines on stdout"
+    peak_flops: float | None = None
+    "one device's peak FLOP/s for MFU (e.g. 989.5e12); null = the data-sheet table for a GPU (core/peaks.py; an unlisted GPU's MFU is unknown), a timed matmul on a CPU"
 
 
 @dataclass(frozen=True)
@@ -289,6 +291,7 @@ def _check_values(p: Profile, err: ErrFn) -> None:
         err("train.dtype", f"expected auto, float32 or bfloat16, got {t.dtype!r}")
     positive("train.heartbeat_s", t.heartbeat_s)
     positive("train.print_every_s", t.print_every_s)
+    positive("train.peak_flops", t.peak_flops, allow_none=True)
     e = p.eval
     positive("eval.every_steps", e.every_steps, allow_none=True)
     positive("eval.val_batches", e.val_batches)
@@ -403,7 +406,7 @@ def config_hash(p: Profile) -> str:
     """Hash of what shapes the training trajectory (budget and cadence excluded,
     so a resumed run may extend max_steps or change how often it prints)."""
     d = to_dict(p)
-    for k in ("max_steps", "epochs", "heartbeat_s", "print_every_s"):
+    for k in ("max_steps", "epochs", "heartbeat_s", "print_every_s", "peak_flops"):
         d["train"].pop(k, None)
     blob = json.dumps(d, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]

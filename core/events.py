@@ -78,6 +78,9 @@ class RunStart(Event):
     tokens_per_step: int
     total_steps: int
     total_epochs: int | None
+    # one device's peak FLOP/s behind `mfu` (null: MFU unknown), and where it came from
+    peak_flops: float | None = None
+    peak_source: str | None = None
 
 
 @dataclass(frozen=True)

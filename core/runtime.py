@@ -26,20 +26,9 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from core.events import Heartbeat, Sink
+from core.peaks import gpu_peak
 
 T = TypeVar("T")
-
-# bf16 dense peaks (FLOP/s) of known GPUs, from the vendors' data sheets
-GPU_PEAK_BF16 = {
-    "H200": 989e12,
-    "H100": 989e12,
-    "A100": 312e12,
-    "L40S": 362e12,
-    "L4": 121e12,
-    "A10": 125e12,
-    "RTX 4090": 165e12,
-    "RTX 3090": 71e12,
-}
 
 
 # -----------------------------------------------------------------------------
@@ -159,14 +148,21 @@ def pick_dtype(pref: str, device: torch.device) -> torch.dtype:
     return torch.float32 if pref == "float32" else torch.bfloat16
 
 
-def peak_flops(device: torch.device, dtype: torch.dtype) -> tuple[float, str]:
-    """(FLOP/s, where the figure came from) for MFU."""
+def peak_flops(
+    device: torch.device, dtype: torch.dtype, override: float | None = None
+) -> tuple[float, str]:
+    """(FLOP/s of one device, where the figure came from) for MFU; 0.0 when unknown.
+    `override` is train.peak_flops. A GPU's figure comes from the data-sheet table
+    (core/peaks.py) for the dtype its matmuls run in: fp32 runs as TF32 when torch
+    allows it."""
+    if override:
+        return float(override), "train.peak_flops (set in the profile)"
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
-        for key, peak in GPU_PEAK_BF16.items():
-            if key in name:
-                return peak, f"{name}: bf16 dense data-sheet peak"
-        return 0.0, f"{name}: unknown peak, MFU not reported"
+        key = str(dtype).removeprefix("torch.")
+        if key == "float32" and torch.get_float32_matmul_precision() != "highest":
+            key = "tf32"
+        return gpu_peak(name, key)
     # CPU: no data sheet to trust, so time a square matmul the size of a big
     # layer. A peak is the best the machine does, so take the fastest of many
     # short timings: one long window absorbs whatever else the box is doing.

@@ -223,7 +223,7 @@ def run(args: argparse.Namespace, p: Profile) -> int:
             betas=(0.9, 0.95),
             fused=True,
         )
-        peak, peak_src = peak_flops(device, dtype)
+        peak, peak_src = peak_flops(device, dtype, p.train.peak_flops)
         env = environment(device, dtype, dist, peak, peak_src)
         if p.train.dtype not in ("auto", env["dtype"]):  # bfloat16 asked on a CPU
             msg = (
@@ -278,6 +278,8 @@ def run(args: argparse.Namespace, p: Profile) -> int:
                 tokens_per_step=tokens_per_step,
                 total_steps=total,
                 total_epochs=total_epochs,
+                peak_flops=peak or None,
+                peak_source=peak_src,
             )
         )
         raw_model = model
@@ -383,7 +385,8 @@ def run(args: argparse.Namespace, p: Profile) -> int:
             sig.step = prog.step
             dt = time.perf_counter() - t0
             tps = tokens_per_step / dt
-            mfu = flops_per_token * tps / peak if peak else None
+            # tps counts every rank's tokens and `peak` is one device's: the world's peak is WS x
+            mfu = flops_per_token * tps / (peak * WS) if peak else None
             prog.curves["train_loss"].append(loss_val)
             ranks.step(prog.step, dt * 1000, fwd.take_ms())
             sink.write(

@@ -32,6 +32,7 @@ class Context:
     loaded: dict = field(default_factory=dict)  # post-flight: model and data, loaded once
     profile_ref: str | None = None  # the name or path it was loaded from (the probe runs it)
     sets: list[str] = field(default_factory=list)  # its --set overrides, and those fixes add
+    gpus: str | None = None  # --gpus 8x80GB: the GPUs to size for, when planning elsewhere
 
     def use(self, key: str, value: Any) -> None:
         """Override a profile key for the rest of the checklist and the run that follows

@@ -7,9 +7,12 @@ pre-flight's summary table is built from both (`summary_rows`).
 
 from __future__ import annotations
 
+import functools
+import re
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,7 @@ from cockpit.collect.gpu import GpuSampler
 from cockpit.fmt import fmt_estimate
 from cockpit.supervisor import Trainer, log_tail, trainer_command
 from core.config import Profile
+from core.jsonl import read_jsonl
 
 MIB = 2**20
 
@@ -30,14 +34,21 @@ MIB = 2**20
 
 def param_counts(p: Profile) -> tuple[int, int, int]:
     """(total, non-embedding, vocab) without allocating the weights."""
+    vocab = p.data.walks.n_nodes + 1 if p.data.source == "walks" else p.tokenizer.vocab_size
+    m = _meta_model(vocab, p.data.context, p.model.n_layer, p.model.n_head, p.model.n_embd)
+    return m.n_params(), m.n_params_non_embedding(), vocab
+
+
+@functools.lru_cache(maxsize=8)
+def _meta_model(vocab: int, context: int, n_layer: int, n_head: int, n_embd: int) -> Any:
+    """The GPT of a shape on the meta device (no weights): its counts and FLOPs. Cached:
+    sizing, the probe and the disk step ask for the same shape (~0.4 s to build)."""
     import torch  # lazy: loads torch (seconds); only this path needs it
 
     from core.model import GPT, GPTConfig  # lazy: loads torch (seconds); only this path needs it
 
-    vocab = p.data.walks.n_nodes + 1 if p.data.source == "walks" else p.tokenizer.vocab_size
     with torch.device("meta"):
-        m = GPT(GPTConfig(vocab, p.data.context, p.model.n_layer, p.model.n_head, p.model.n_embd))
-    return m.n_params(), m.n_params_non_embedding(), vocab
+        return GPT(GPTConfig(vocab, context, n_layer, n_head, n_embd))
 
 
 def checkpoint_bytes(p: Profile) -> int:
@@ -77,13 +88,144 @@ def dataset_tokens(ctx: Context) -> tuple[float | None, str]:
     return nbytes / bpt, f"bytes / {bpt:.2f} bytes per token"
 
 
+# -----------------------------------------------------------------------------
+# memory a GPU: parameters, gradients, optimizer state, activations, by parallelism
+
+GIB = 2**30
+# activation bytes kept a layer, per token and unit of width, with SDPA (no attention
+# matrix kept). bf16 autocast: the fp32 residual stream at the two norms (4+4), the bf16
+# inputs of qkv, proj, fc and mlp proj (2+2+2+8), q/k before and after RoPE and v (4+6),
+# the attention output (2), the GELU input (8): 42. fp32: the same tensors at 4 bytes.
+ACT_BYTES = {"bf16": 42, "fp32": 76}
+# the head: logits (bf16), their fp32 copy and log-softmax for the loss, and the fp32
+# gradient coming back, per token and vocabulary entry
+LOGIT_BYTES = {"bf16": 14, "fp32": 12}
+OVERHEAD_MIB = 1024 + 512  # CUDA context, cuBLAS/NCCL workspaces, allocator slack
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The figures the estimate needs: the model's shape and the run's batch."""
+
+    n_params: int
+    n_layer: int
+    n_embd: int
+    vocab: int
+    context: int
+    batch: int  # sequences a micro-batch on each rank
+
+
+def layout(p: Profile) -> Layout:
+    total, _, vocab = param_counts(p)
+    m = p.model
+    return Layout(total, m.n_layer, m.n_embd, vocab, p.data.context, p.train.batch_size)
+
+
+def memory_per_gpu(
+    lay: Layout,
+    world: int,
+    parallel: str = "ddp",
+    checkpointing: bool = False,
+    optimizer: str = "adamw",
+    dtype: str = "bf16",
+    reshard_after_forward: bool = True,
+) -> dict[str, float]:
+    """MiB a GPU holds at the peak of a step, by part; `total` includes OVERHEAD_MIB.
+
+    ddp: every rank holds fp32 weights (4 B a parameter), fp32 gradients (4) and
+    DDP's gradient buckets (4), and the optimizer's state (AdamW: two fp32 moments,
+    8; Muon: one momentum, 4, for the block matrices, AdamW's 8 for the embedding).
+    fsdp: the weights, gradients and optimizer state are sharded over the ranks
+    (a 1/world share each), plus the gathered bf16 weights in use: two blocks (the
+    one computing and the one prefetched) with the embedding, or all of them when
+    reshard_after_forward is false (ZeRO-2). Activations: ACT_BYTES a layer per token
+    and unit of width, or with activation checkpointing the fp32 input of each block
+    plus one block recomputed at a time; and the head's logits."""
+    P, L, h = lay.n_params, lay.n_layer, lay.n_embd
+    emb = lay.vocab * h
+    block = (P - emb) / max(1, L)
+    opt = 8 * P if optimizer != "muon" else 4 * (P - emb) + 8 * emb
+    if parallel == "fsdp":
+        shard = (4 * P + 4 * P + opt) / world
+        half = 2 if dtype == "bf16" else 4  # gathered weights: bf16 under mixed precision
+        gathered = half * (P if not reshard_after_forward else 2 * block + emb)
+        grads_working = 4 * 2 * block  # a block's unsharded gradient while it reduce-scatters
+        state = {"weights_grads_optimizer": shard, "gathered": gathered + grads_working}
+    else:
+        state = {"weights_grads_optimizer": 4 * P + 4 * P + 4 * P + opt, "gathered": 0.0}
+    tokens = lay.batch * lay.context
+    per_layer = ACT_BYTES[dtype] * tokens * h
+    act = (L * 4 * tokens * h + per_layer) if checkpointing else L * per_layer
+    logits = LOGIT_BYTES[dtype] * tokens * lay.vocab
+    out = {k: v / MIB for k, v in state.items()}
+    out["activations"] = act / MIB
+    out["logits"] = logits / MIB
+    out["overhead"] = float(OVERHEAD_MIB)
+    out["total"] = sum(out.values())
+    return {k: round(v, 1) for k, v in out.items()}
+
+
+GPUS_RE = re.compile(r"(\d{1,5})\s{0,3}[xX]\s{0,3}(\d{1,4}(?:\.\d{1,3})?)\s{0,3}(?:GB|GiB|G)?")
+
+
+def parse_gpus(hint: str) -> tuple[int, float] | None:
+    """'8x80GB' -> (8, 81920.0 MiB); a GPU's 'GB' is its GiB (an 80GB card holds 80 GiB)."""
+    m = GPUS_RE.fullmatch(hint.strip())
+    if not m or int(m.group(1)) < 1:
+        return None
+    return int(m.group(1)), float(m.group(2)) * 1024
+
+
+def _gpus_here() -> tuple[int, float] | None:
+    """(count, MiB of the smallest) of this machine's GPUs, from NVML; None without."""
+    g = GpuSampler()
+    snap = g.sample()
+    g.close()
+    mems = [d.mem_total_mib for d in snap.devices if d.mem_total_mib]
+    return (len(mems), float(min(mems))) if snap.available and mems else None
+
+
+def memory_fit(p: Profile, gpus: tuple[int, float], lay: Layout | None = None) -> dict:
+    """The profile's estimate on these GPUs, and which configurations would fit."""
+    lay = lay or layout(p)
+    n, mib = gpus
+    t = p.train
+    dt = "bf16" if t.device != "cpu" and t.dtype != "float32" else "fp32"
+    kw = dict(optimizer=getattr(t, "optimizer", "adamw"), dtype=dt,
+              reshard_after_forward=getattr(t, "reshard_after_forward", True))  # fmt: skip
+    mine = (getattr(t, "parallel", "ddp"), bool(getattr(t, "activation_checkpointing", False)))
+    table = []
+    for par in ("ddp", "fsdp"):
+        for ac in (False, True):
+            est = memory_per_gpu(lay, n, par, ac, **kw)  # type: ignore[arg-type]
+            table.append({"parallel": par, "activation_checkpointing": ac,
+                          "total_mib": est["total"], "fits": est["total"] <= mib, "parts": est})  # fmt: skip
+    own = next(x for x in table if (x["parallel"], x["activation_checkpointing"]) == mine)
+    return {"gpus": n, "gpu_mib": mib, "dtype": dt, "batch": lay.batch, "context": lay.context,
+            "parallel": mine[0], "activation_checkpointing": mine[1], "est_mib": own["total_mib"],
+            "parts": own["parts"], "fits": own["fits"], "table": table}  # fmt: skip
+
+
+def _config_name(par: str, ac: bool) -> str:
+    return par + (" + activation checkpointing" if ac else "")
+
+
 def check_sizing(spec: StepSpec, ctx: Context, r: StepResult, progress: Progress) -> None:
     p = ctx.profile
     total, non_emb, vocab = param_counts(p)
+    hint = ctx.gpus
+    gpus = parse_gpus(hint) if hint else (_gpus_here() if p.train.device != "cpu" else None)
+    if hint and gpus is None:
+        r.status = "FAIL"
+        r.message = f"--gpus {hint!r}: expected COUNTxMEMORY, e.g. 8x80GB or 4x24GB"
+        return
+    mem = memory_fit(p, gpus) if gpus else None
     tokens, how = dataset_tokens(ctx)
     if not tokens:
         r.status, r.message = "SKIP", f"cannot size without a token count: {how}"
         r.figures = {"params": total}
+        if mem:
+            r.figures["memory"] = mem
         return
     ratio = total / tokens
     rec, rec_params, rec_shape = recommended(tokens)
@@ -107,6 +249,9 @@ def check_sizing(spec: StepSpec, ctx: Context, r: StepResult, progress: Progress
         f"{total / 1e6:,.2f}M params on ~{tokens / 1e6:,.2f}M tokens: {ratio:.2f} params a token; "
         f"Chinchilla-optimal is {chin / 1e6:,.1f}M tokens ({chin / tokens:,.1f} epochs of this data)"
     )
+    if mem:
+        r.figures["memory"] = mem
+        r.message += "; " + memory_line(mem, hint)
     severe = spec.warn.get("param_per_token_severe")
     if severe is not None and ratio > severe:
         r.status, r.figures["risk"] = "WARN", "extreme"
@@ -120,6 +265,36 @@ def check_sizing(spec: StepSpec, ctx: Context, r: StepResult, progress: Progress
             f"{ratio:.1f} params a token (> {bar:g}): moderate overfitting risk; regularise "
             "hard (weight decay, dropout, early stopping on val loss) or add data"
         )
+
+    if mem and not mem["fits"]:  # the first thing to fix: the run would not start
+        before = f"; also {r.message}" if r.status == "WARN" else ""
+        r.status = "WARN"
+        fits = [
+            _config_name(x["parallel"], x["activation_checkpointing"])
+            for x in mem["table"]
+            if x["fits"]
+        ]
+        r.message = (
+            memory_line(mem, hint)
+            + (
+                f"; fits: {', '.join(fits)} (train.parallel, train.activation_checkpointing)"
+                if fits
+                else "; no configuration fits: lower train.batch_size (raise grad_accum to keep the batch), use more GPUs, or a smaller model"
+            )
+            + before
+        )
+
+
+def memory_line(mem: dict, hint: str | None) -> str:
+    where = f"{mem['gpus']} GPU(s) of {mem['gpu_mib'] / 1024:,.0f} GiB" + (
+        " (--gpus)" if hint else ""
+    )
+    return (
+        f"~{mem['est_mib'] / 1024:,.1f} GiB a GPU under "
+        f"{_config_name(mem['parallel'], mem['activation_checkpointing'])} at batch "
+        f"{mem['batch']} x context {mem['context']} on {where}: "
+        + ("fits" if mem["fits"] else "does NOT fit")
+    )
 
 
 # -----------------------------------------------------------------------------
@@ -162,7 +337,9 @@ def probe(ctx: Context, steps: int, timeout_s: float, progress: Progress | None 
     tmp = Path(tempfile.mkdtemp(prefix=".probe-", dir=ctx.logs))
     cmd = trainer_command(ctx.profile_ref or ctx.profile.name, tmp / "run", list(ctx.sets))
     t0 = time.time()
-    trainer = Trainer.launch(cmd, tmp / "run")
+    # CORE_RANK_LOG: the trainer writes ranks/rank-0.jsonl, whose lines carry torch's own
+    # peak CUDA memory (NVML's per-process figure reads 0 inside many containers)
+    trainer = Trainer.launch(cmd, tmp / "run", env={"CORE_RANK_LOG": "1"})
     fol = EventsFollower(tmp / "run" / "events.jsonl", notify=False)
     gpu = GpuSampler() if ctx.profile.train.device != "cpu" else None
     out: dict[str, Any] = {
@@ -204,11 +381,57 @@ def probe(ctx: Context, steps: int, timeout_s: float, progress: Progress | None 
     finally:
         trainer.kill_group()
         trainer.wait(10)
+        out.update(_torch_peaks(tmp / "run"))
         fol.close()
         if gpu is not None:
             gpu.close()
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def _torch_peaks(run_dir: Path) -> dict[str, float]:
+    """The highest torch.cuda.max_memory_allocated / max_memory_reserved (MiB) the
+    probe's trainer wrote to ranks/rank-0.jsonl; none on a CPU."""
+    out: dict[str, float] = {}
+    for d in read_jsonl(run_dir / "ranks" / "rank-0.jsonl"):  # core/ranklog.py's file
+        for key in ("cuda_max_alloc_mib", "cuda_max_reserved_mib"):
+            v = d.get(key)
+            if isinstance(v, int | float) and v > out.get(key, -1.0):
+                out[key] = float(v)
+    return out
+
+
+def probe_peak_mib(res: dict, cuda: bool) -> tuple[float, str]:
+    """(peak MiB, what measured it) from the probe's figures. On a GPU: what torch's
+    allocator reserved from the device (its allocated peak plus its cache: what the
+    next process could not have), else NVML's per-process figure; on a CPU: RSS."""
+    if not cuda:
+        return res.get("peak_rss", 0) / MIB, "peak RSS"
+    reserved = res.get("cuda_max_reserved_mib")
+    if isinstance(reserved, int | float) and reserved > 0:
+        return float(reserved), "torch.cuda.max_memory_reserved"
+    return float(res.get("peak_gpu_mib") or 0.0), "NVML per-process memory"
+
+
+def judge_memory(r: StepResult, peak_mib: float, free_mib: float, margin: float) -> bool:
+    """FAIL the probe when the peak with its margin exceeds the free memory; True if so."""
+    if peak_mib * margin <= free_mib:
+        return False
+    r.status = "FAIL"
+    r.message = (
+        f"peak memory {peak_mib:,.0f} MiB x {margin:g} margin exceeds the {free_mib:,.0f} MiB "
+        "free: lower train.batch_size (raise grad_accum to keep the batch) or data.context, "
+        "or set train.activation_checkpointing / train.parallel: fsdp (see the sizing step)"
+    )
+    return True
+
+
+def flops_per_token(p: Profile) -> float:
+    """The core's own FLOP model (GPT.flops_per_token: 6N plus attention), built on the
+    meta device: the same figure the trainer's MFU counts."""
+    _, _, vocab = param_counts(p)
+    m = _meta_model(vocab, p.data.context, p.model.n_layer, p.model.n_head, p.model.n_embd)
+    return float(m.flops_per_token())
 
 
 def _median(xs: list[float]) -> float:
@@ -245,18 +468,17 @@ def check_probe(spec: StepSpec, ctx: Context, r: StepResult, progress: Progress)
     wall_ms = max(step_ms, _median(gaps)) if gaps else step_ms
     tps = start.get("tokens_per_step", 0) / (wall_ms / 1e3) if wall_ms else 0.0
     total_steps = int(start.get("total_steps") or 0)
-    n_params = int(start.get("n_params") or param_counts(ctx.profile)[0])
     mfus = [e["mfu"] for e in timed if e.get("mfu") is not None]
     train_s = total_steps * wall_ms / 1e3
-    flops_s = 6 * n_params * tps  # measured: the 6·N·D rule at the rate we saw
+    fpt = flops_per_token(ctx.profile)  # the FLOPs the trainer's MFU counts, attention in
+    flops_s = fpt * tps  # achieved, every rank together
     tokens = total_steps * start.get("tokens_per_step", 0)
+    # an independent second figure: the time at the devices' peak (MFU 100%), a floor
+    world_peak = (start.get("peak_flops") or 0) * (start.get("world_size") or 1)
     device = start.get("device") or ctx.profile.train.device
-    if "cuda" in str(device):
-        peak_mib = res["peak_gpu_mib"]
-        free_mib = _gpu_free_mib()
-    else:
-        peak_mib = res["peak_rss"] / MIB
-        free_mib = psutil.virtual_memory().available / MIB
+    cuda = "cuda" in str(device)
+    peak_mib, peak_from = probe_peak_mib(res, cuda)
+    free_mib = _gpu_free_mib() if cuda else psutil.virtual_memory().available / MIB
     r.figures = {
         "device": device,
         "probe_steps": len(timed),
@@ -264,11 +486,16 @@ def check_probe(spec: StepSpec, ctx: Context, r: StepResult, progress: Progress)
         "tokens_per_s": round(tps, 1),
         "mfu": round(_median(mfus), 4) if mfus else None,
         "achieved_tflops": round(flops_s / 1e12, 4),
+        "flops_per_token": fpt,
         "peak_mem_mib": round(peak_mib, 1),
+        "peak_mem_from": peak_from,
+        "cuda_max_alloc_mib": res.get("cuda_max_alloc_mib"),
+        "cuda_max_reserved_mib": res.get("cuda_max_reserved_mib"),
+        "nvml_proc_mib": round(res["peak_gpu_mib"], 1) if cuda else None,
         "free_mem_mib": round(free_mib, 1),
         "total_steps": total_steps,
         "est_train_s": round(train_s, 1),
-        "est_train_s_6nd": round(6 * n_params * tokens / flops_s, 1) if flops_s else None,
+        "min_train_s_at_peak": round(fpt * tokens / world_peak, 1) if world_peak else None,
         "startup_s": round(got[0]["t"] - res["run_start"]["t"], 2) if res["run_start"] else None,
     }
     r.status = "PASS"
@@ -276,12 +503,7 @@ def check_probe(spec: StepSpec, ctx: Context, r: StepResult, progress: Progress)
         f"{wall_ms:,.1f} ms a step, {tps:,.0f} tokens/s on {device}; {total_steps:,} steps take "
         f"~{fmt_estimate(train_s)}; peak memory {peak_mib:,.0f} MiB of {free_mib:,.0f} MiB free"
     )
-    if peak_mib * margin > free_mib:
-        r.status = "FAIL"
-        r.message = (
-            f"peak memory {peak_mib:,.0f} MiB x {margin:g} margin exceeds the {free_mib:,.0f} MiB "
-            "free: lower train.batch_size (raise grad_accum to keep the batch) or data.context"
-        )
+    if judge_memory(r, peak_mib, free_mib, margin):
         return
     threshold(spec, r, "est_train_s", train_s, False, "a long run")
 

@@ -11,6 +11,13 @@ judge what they say:
     snap.stragglers   # ranks whose median fwd_ms (else step_ms) is > 20% above the others'
     snap.failures     # ranks that exited non-zero or vanished, with their last log lines
 
+At scale the reader reads `ranks/node-<NODE>.jsonl` instead: one file per node,
+where each rank appends its start and end lines and, once a second, one summary of
+its steps with its own medians (core/ranklog.py), so a tick at a thousand ranks
+reads a file per node and a line per rank, and judges from medians the ranks
+computed. Runs without node files (older runs, other writers) are read rank file
+by rank file as before.
+
 Why fwd_ms: under DDP every rank waits for the slowest in the gradient
 all-reduce, so step_ms is nearly the same on all of them; the time a rank
 spends on its own data and forward is what shows the slow one.
@@ -21,6 +28,7 @@ SIGUSR1 (save) and SIGUSR2 (stacks) go to the rank processes running here
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import socket
@@ -60,8 +68,15 @@ class RankState:
     end: dict | None = None  # the end line of the newest start, if any
     step_ms: deque = field(default_factory=lambda: deque(maxlen=WINDOW))
     fwd_ms: deque = field(default_factory=lambda: deque(maxlen=WINDOW))
+    # from a node file's `steps` summaries: the rank's own medians over `window` steps
+    med_step_ms: float | None = None
+    med_fwd_ms: float | None = None
+    window: int = 0
+    version: int = 0  # lines fed so far: a snapshot rebuilds the figures of ranks that moved
+    _fig: tuple | None = field(default=None, repr=False)  # (version, gone, RankFigures)
 
     def feed(self, d: dict) -> None:
+        self.version += 1
         typ, t = d.get("type"), d.get("t")
         if typ == "start":  # a fresh start (a resume appends to the same file)
             self.pid, self.host = _int(d.get("pid")), d.get("host")
@@ -74,8 +89,33 @@ class RankState:
                 v = _num(d.get(key))
                 if v is not None:
                     q.append(v)
+        elif typ == "steps":  # a node file's summary of the rank's steps since the last
+            self.step = _int(d.get("step")) or self.step
+            self.last, self.t_last = d, _num(t)
+            self.med_step_ms, self.med_fwd_ms = (
+                _num(d.get("step_ms_med")),
+                _num(d.get("fwd_ms_med")),
+            )
+            self.window = _int(d.get("window")) or 0
         elif typ == "end":
             self.end = d
+
+    def median(self, key: str) -> float | None:
+        """The median of the recent `key` (step_ms or fwd_ms): the rank's own when it sent
+        one, else over the lines read."""
+        sent = self.med_step_ms if key == "step_ms" else self.med_fwd_ms
+        if sent is not None:
+            return sent
+        q = self.step_ms if key == "step_ms" else self.fwd_ms
+        return statistics.median(q) if q else None
+
+    def points(self, key: str) -> int:
+        sent = self.med_step_ms if key == "step_ms" else self.med_fwd_ms
+        return (
+            self.window
+            if sent is not None
+            else len(self.step_ms if key == "step_ms" else self.fwd_ms)
+        )
 
 
 def _num(x: object) -> float | None:
@@ -87,6 +127,7 @@ def _int(x: object) -> int | None:
 
 
 RANK_FILE = re.compile(r"^rank-(\d+)\.jsonl$")
+NODE_FILE = re.compile(r"^node-[A-Za-z0-9._-]{1,64}\.jsonl$")
 
 
 class RankReader:
@@ -98,11 +139,17 @@ class RankReader:
         self.window = window
         self.states: dict[int, RankState] = {}
         self._readers: dict[int, JsonlReader] = {}
+        self._node_readers: dict[str, JsonlReader] = {}
 
     def poll(self) -> dict[int, RankState]:
         try:
             names = os.listdir(self.dir)
         except OSError:
+            return self.states
+        nodes = [n for n in names if NODE_FILE.match(n)]
+        if nodes:  # a file a node, a line a rank a second: what keeps a big run cheap
+            for name in nodes:
+                self._read_node(name)
             return self.states
         for name in names:
             m = RANK_FILE.match(name)
@@ -110,16 +157,28 @@ class RankReader:
                 self._read(int(m.group(1)), self.dir / name)
         return self.states
 
+    def _state(self, rank: int) -> RankState:
+        st = self.states.get(rank)
+        if st is None:
+            st = self.states[rank] = RankState(rank)
+            st.step_ms, st.fwd_ms = deque(maxlen=self.window), deque(maxlen=self.window)
+        return st
+
     def _read(self, rank: int, path: Path) -> None:
         reader = self._readers.get(rank)
         if reader is None:
             reader = self._readers[rank] = JsonlReader(path)
         for d in reader:  # what was appended since the last poll; a torn line waits
-            st = self.states.get(rank)
-            if st is None:
-                st = self.states[rank] = RankState(rank)
-                st.step_ms, st.fwd_ms = deque(maxlen=self.window), deque(maxlen=self.window)
-            st.feed(d)
+            self._state(rank).feed(d)
+
+    def _read_node(self, name: str) -> None:
+        reader = self._node_readers.get(name)
+        if reader is None:
+            reader = self._node_readers[name] = JsonlReader(self.dir / name)
+        for d in reader:
+            rank = _int(d.get("rank"))
+            if rank is not None and 0 <= rank < 1 << 20:
+                self._state(rank).feed(d)
 
     def sample(
         self, log_text: str = "", alive: Callable[[RankState], bool | None] | None = None
@@ -152,9 +211,14 @@ def running_pids(states: Mapping[int, RankState]) -> list[int]:
     ]
 
 
+@functools.lru_cache(maxsize=1)
+def _this_host() -> str:
+    return socket.gethostname()  # asked once: a tick at 1024 ranks asks for every rank
+
+
 def pid_alive(st: RankState) -> bool | None:
     """Whether a rank's process lives; None when it runs on another host (cannot tell)."""
-    if not st.pid or (st.host and st.host != socket.gethostname()):
+    if not st.pid or (st.host and st.host != _this_host()):
         return None
     try:
         p = psutil.Process(st.pid)
@@ -190,12 +254,30 @@ def find_stragglers(
     is not a straggler), slowest first. Ranks with fewer than `min_points` values
     are left out; fewer than two ranks: none."""
     meds = {r: statistics.median(v) for r, v in series.items() if len(v) >= min_points}
+    return stragglers_from_medians(meds, frac, min_diff_ms, key)
+
+
+def stragglers_from_medians(
+    meds: Mapping[int, float],
+    frac: float = STRAGGLER_FRAC,
+    min_diff_ms: float = 1.0,
+    key: str = "fwd_ms",
+) -> list[Straggler]:
+    """find_stragglers from each rank's median. The median of the others is read off
+    the sorted medians with the rank's own taken out: O(N log N) for N ranks, where
+    building each rank's list of the others was O(N^2) (0.6 s a tick at 1024 ranks)."""
+    order = sorted(meds.items(), key=lambda kv: kv[1])
+    vals = [v for _, v in order]
+    n = len(vals) - 1  # how many "others" each rank has
+    if n < 1:
+        return []
+
+    def other(k: int, i: int) -> float:  # the k-th smallest of vals without index i
+        return vals[k] if k < i else vals[k + 1]
+
     out = []
-    for r, m in meds.items():
-        others = [x for q, x in meds.items() if q != r]
-        if not others:
-            continue
-        base = statistics.median(others)
+    for i, (r, m) in enumerate(order):
+        base = other(n // 2, i) if n % 2 else (other(n // 2 - 1, i) + other(n // 2, i)) / 2
         if base > 0 and m > base * (1 + frac) and m - base >= min_diff_ms:
             out.append(Straggler(r, m, base, m / base, key))
     return sorted(out, key=lambda s: -s.ratio)
@@ -255,6 +337,8 @@ def find_failures(
     for r in sorted(set(states) | set(reported)):
         st, rep = states.get(r), reported.get(r)
         end = st.end if st else None
+        if rep is None and end is None and st is not None and alive(st) is not False:
+            continue  # running, or on another host: the common case, decided first
         local = st.local_rank if st and st.local_rank is not None else (rep or {}).get("local_rank")
         code = _int((end or {}).get("exit_code"))
         reason = None
@@ -265,7 +349,7 @@ def find_failures(
             how = f"killed by {rep['signal']}" if rep["signal"] else f"exit code {code}"
             at = f" after step {st.step}" if st else ""
             reason = f"rank {r} {how}{at}, with no end line"
-        elif end is None and st is not None and alive(st) is False:
+        elif end is None and st is not None:  # alive() said False above
             reason = f"rank {r} (pid {st.pid}) is gone after step {st.step}, with no end line"
         if reason is None:
             continue
@@ -305,7 +389,16 @@ class RanksSnapshot:
 
 
 def figures(st: RankState, gone: bool = False) -> RankFigures:
-    """One rank's figures; `gone`: it failed without an end line (killed, crashed hard)."""
+    """One rank's figures; `gone`: it failed without an end line (killed, crashed hard).
+    Kept on the state until it is fed again: at a thousand ranks most have not moved."""
+    if st._fig is not None and st._fig[0] == st.version and st._fig[1] == gone:
+        return st._fig[2]
+    fig = _figures(st, gone)
+    st._fig = (st.version, gone, fig)
+    return fig
+
+
+def _figures(st: RankState, gone: bool) -> RankFigures:
     last = st.last
     cuda = _num(last.get("cuda_max_alloc_mib"))
     return RankFigures(
@@ -315,8 +408,8 @@ def figures(st: RankState, gone: bool = False) -> RankFigures:
         step=st.step,
         step_ms=_num(last.get("step_ms")),
         fwd_ms=_num(last.get("fwd_ms")),
-        median_step_ms=statistics.median(st.step_ms) if st.step_ms else None,
-        median_fwd_ms=statistics.median(st.fwd_ms) if st.fwd_ms else None,
+        median_step_ms=st.median("step_ms"),
+        median_fwd_ms=st.median("fwd_ms"),
         mem_mib=cuda if cuda is not None else _num(last.get("rss_mib")),
         mem_kind="cuda_max_alloc" if cuda is not None else "rss",
         t_last=st.t_last,
@@ -331,13 +424,20 @@ def snapshot(
     alive: Callable[[RankState], bool | None] = lambda st: None,
 ) -> RanksSnapshot:
     ranks = [states[r] for r in sorted(states)]
-    key = "fwd_ms" if ranks and all(st.fwd_ms for st in ranks) else "step_ms"
-    series = {st.rank: list(getattr(st, key)) for st in ranks}
+    figs = [figures(st) for st in ranks]  # cached unless the rank moved (gone ones redone below)
+    key = "fwd_ms" if ranks and all(st.points("fwd_ms") for st in ranks) else "step_ms"
+    meds = {}
+    for st, f in zip(ranks, figs, strict=True):
+        m = f.median_fwd_ms if key == "fwd_ms" else f.median_step_ms
+        if m is not None and st.points(key) >= 5:  # find_stragglers' min_points
+            meds[st.rank] = m
     failures = find_failures(states, log_text, alive)
     failed = {f.rank for f in failures}
     return RanksSnapshot(
         t=time.time(),
-        ranks=tuple(figures(st, st.rank in failed) for st in ranks),
-        stragglers=tuple(find_stragglers(series, key=key)),
+        ranks=tuple(
+            figures(st, True) if st.rank in failed else f for st, f in zip(ranks, figs, strict=True)
+        ),
+        stragglers=tuple(stragglers_from_medians(meds, key=key)),
         failures=tuple(failures),
     )

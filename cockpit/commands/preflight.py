@@ -103,6 +103,7 @@ def print_results(cl: Checklist, ctx: Context, results: list[StepResult]) -> Non
 def cmd_preflight(args: Namespace) -> int:
     try:
         cl, ctx = prepare(args.profile, args.set, args.checklist)
+        ctx.gpus = getattr(args, "gpus", None)
     except ProfileError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -6,6 +6,7 @@ post-flight. Ctrl+C as a user expects: first stop gracefully, a second within
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import sys
@@ -48,6 +49,7 @@ def _preflight_printed(args: Namespace) -> tuple[Context, list[StepResult]] | in
     except ProfileError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    ctx.gpus = getattr(args, "gpus", None)
     results = run_printed(cl, ctx, fix=args.fix)
     if overall(results) == "FAIL":
         print(
@@ -71,15 +73,20 @@ def _launch(
 ) -> Session:
     """Make the run directory (with preflight.json), start the trainer, follow it."""
     run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(p.name)
-    if checked is not None:
-        save_preflight(run_dir, *checked)
     n, nodes = getattr(args, "nproc_per_node", 1) or 1, getattr(args, "nnodes", 1) or 1
+    # this machine's launcher files: the run directory's own on node 0, nodes/node-R/ on
+    # the others (they share the run directory; the core writes its files there as one)
+    node = getattr(args, "node_rank", 0) or 0
+    here = run_dir if node == 0 else run_dir / "nodes" / f"node-{node}"
+    if checked is not None:
+        save_preflight(here, *checked)
     if n > 1 or nodes > 1:  # DDP under torchrun (no launcher of our own)
-        cmd = torchrun_command(args.profile, run_dir, sets, n, nodes, args.torchrun_arg)
+        extra = [*rendezvous_args(args, run_dir), *args.torchrun_arg]
+        cmd = torchrun_command(args.profile, run_dir, sets, n, nodes, extra)
     else:
         cmd = trainer_command(args.profile, run_dir, sets)
     # the TUI repaints on change notification; the headless loop ticks at its own pace
-    trainer = Trainer.launch(cmd, run_dir)
+    trainer = Trainer.launch(cmd, here)
     return Session(run_dir, trainer, health, notify=notify, **(extras or {}))
 
 
@@ -97,6 +104,48 @@ def extras(args: Namespace) -> dict | None:
     if (line := describe(kw)) is not None:
         print(line, file=sys.stderr)
     return kw
+
+
+def rendezvous_args(args: Namespace, run_dir: Path) -> list[str]:
+    """torchrun's c10d rendezvous for --nnodes > 1 (none for one machine)."""
+    if (getattr(args, "nnodes", 1) or 1) <= 1 or not getattr(args, "rdzv_endpoint", None):
+        return []
+    return [
+        f"--node-rank={args.node_rank}",
+        "--rdzv-backend=c10d",
+        f"--rdzv-endpoint={args.rdzv_endpoint}",
+        f"--rdzv-id={args.rdzv_id or run_dir.name}",
+    ]
+
+
+ENDPOINT = re.compile(r"[A-Za-z0-9._\-]{1,253}:\d{1,5}|\[[0-9A-Fa-f:]{2,39}\]:\d{1,5}")
+
+
+def multinode_problem(args: Namespace) -> str | None:
+    """What is missing from a --nnodes > 1 command line, in one sentence; None when fine."""
+    nodes = getattr(args, "nnodes", 1) or 1
+    node = getattr(args, "node_rank", 0) or 0
+    if nodes < 1:
+        return f"--nnodes must be 1 or more, got {nodes}"
+    if nodes == 1:
+        return "--node-rank needs --nnodes 2 or more" if node else None
+    if not 0 <= node < nodes:
+        return f"--node-rank must be 0..{nodes - 1} with --nnodes {nodes}, got {node}"
+    if not args.run_dir:
+        return (
+            f"--nnodes {nodes} needs --run-dir: one directory on storage every machine shares "
+            "(NFS, Lustre...), the same on each, as rank 0 writes the events and every rank its "
+            "figures there"
+        )
+    rdzv = any(
+        a.startswith("--rdzv-endpoint") or a.startswith("--master-addr") for a in args.torchrun_arg
+    )
+    ep = getattr(args, "rdzv_endpoint", None)
+    if not ep and not rdzv:
+        return f"--nnodes {nodes} needs --rdzv-endpoint HOST:PORT (a free port on node 0)"
+    if ep and not ENDPOINT.fullmatch(ep):
+        return f"--rdzv-endpoint must be HOST:PORT (e.g. node0:29400), got {ep!r}"
+    return None
 
 
 def _postflight(args: Namespace, session: Session) -> None:
@@ -122,6 +171,9 @@ def cmd_run(args: Namespace) -> int:
     health = parse_health(args.health)
     if health is None:
         return 2
+    if (problem := multinode_problem(args)) is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     kw = extras(args)
     if kw is None:
         return 2
@@ -137,6 +189,7 @@ def cmd_run(args: Namespace) -> int:
         except ProfileError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
+        ctx.gpus = getattr(args, "gpus", None)
         sessions: list[Session] = []
 
         def launcher(ctx: Context, results: list[StepResult]) -> Session:

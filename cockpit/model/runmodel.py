@@ -67,6 +67,9 @@ class Figures:
     tokens_per_s: float | None = None  # the trainer's own figure for its newest step
     step_ms: float | None = None
     mfu: float | None = None
+    tokens_per_s_device: float | None = None  # tokens_per_s over the world size: per GPU (or rank)
+    peak_flops: float | None = None  # one device's peak behind mfu (run_start); None: unknown
+    peak_source: str | None = None  # where that peak came from
     steps_per_s: float | None = None  # wall clock over recent steps (evals and saves included)
     eta_s: float | None = None  # to the end of the step budget
     rss_mib: float | None = None  # the trainer's, while it lives
@@ -423,6 +426,11 @@ class RunModel:
             tokens_per_s=_f(last.get("tokens_per_s")),
             step_ms=_f(last.get("step_ms")),
             mfu=_f(last.get("mfu")),
+            tokens_per_s_device=self.tokens_per_s_device(),
+            peak_flops=_f(self.info.get("peak_flops")),
+            peak_source=self.info.get("peak_source")
+            if isinstance(self.info.get("peak_source"), str)
+            else None,
             steps_per_s=self.steps_per_s(),
             eta_s=self.eta_s(),
             rss_mib=_f(proc.get("rss_mib")) if proc.get("alive") else None,
@@ -432,6 +440,13 @@ class RunModel:
             if ranks is not None
             else None,
         )
+
+    def tokens_per_s_device(self) -> float | None:
+        """The newest step's tokens/s shared over the ranks (run_start's world size)."""
+        tps, ws = _f(self.last.get("tokens_per_s")), self.info.get("world_size")
+        if tps is None:
+            return None
+        return tps / ws if isinstance(ws, int) and ws > 0 else tps
 
     def elapsed_s(self, now: float | None = None) -> float | None:
         if self.run_end and isinstance(self.run_end.get("wall_s"), int | float):

@@ -173,3 +173,22 @@ def test_an_interrupted_two_rank_run_resumes_to_the_uninterrupted_curve(tmp_path
     assert losses(broken) == losses(straight)  # the events too: steps 1..k, then k+1..STEPS
     ends = [x for x in rank_lines(broken, 1) if x["type"] == "end"]
     assert [x["status"] for x in ends] == ["interrupted", "completed"]
+
+
+@pytest.mark.heavy
+def test_mfu_under_torchrun_divides_by_every_ranks_peak(straight):
+    """tokens_per_s counts both ranks' tokens; each rank has one device's peak: MFU is
+    flops_per_token x tokens_per_s / (peak x world size), not / peak (2x too high)."""
+    import yaml
+
+    from core.model import GPT, GPTConfig  # the core's one FLOP model
+
+    y = yaml.safe_load((straight / "run.yaml").read_text())
+    env, summ, prof = y["environment"], y["summary"], y["profile"]
+    m = GPT(GPTConfig(summ["vocab_size"], prof["data"]["context"], prof["model"]["n_layer"],
+                      prof["model"]["n_head"], prof["model"]["n_embd"]))  # fmt: skip
+    steps = [e for e in events(straight) if e["type"] == "step"]
+    assert env["world_size"] == 2 and env["peak_flops"] > 0
+    for e in steps:
+        want = m.flops_per_token() * e["tokens_per_s"] / (env["peak_flops"] * 2)
+        assert e["mfu"] == pytest.approx(want, rel=1e-9)

@@ -1,6 +1,11 @@
 """Writes the recorded run directories the TUI's snapshot tests open: a finished
 CPU-only run that passed its gate, and an interrupted 2-GPU torchrun run with
-recorded GPU samples and rank files (rank 1 a straggler). Deterministic (seeded, fixed timestamps), small (< 200 KB together),
+recorded GPU samples and rank files (rank 1 a straggler). The GPU run is a
+made-up example whose figures agree with each other and with small-20m on two
+H100s: 17.3M parameters, 32 x 1024 tokens a rank, the core's FLOPs a token, the
+H100 SXM bf16 peak, so MFU is what the trainer would compute from the step time
+(a model this small leaves an H100 mostly idle: ~2% MFU, utilisation and power
+to match). Deterministic (seeded, fixed timestamps), small (< 200 KB together),
 written through core's own event and checkpoint formats.
 
     .venv/bin/python tests/recorded/make_recorded.py      # rewrites both
@@ -19,6 +24,12 @@ import shutil
 from pathlib import Path
 
 from core import events as E
+from core.peaks import gpu_peak
+
+SMALL_20M_PARAMS = 17_301_504  # cockpit.checks.cost.param_counts(small-20m)
+SMALL_20M_FLOPS = 141_557_760.0  # a token: GPT.flops_per_token (6N + attention)
+GPU_NAME = "NVIDIA H100 80GB HBM3"
+PEAK, PEAK_SRC = gpu_peak(GPU_NAME, "bfloat16")
 
 HERE = Path(__file__).resolve().parent / "runs"  # a logs/ of their own: the runs screen lists them
 PID = 4194305  # > pid_max (2^22): never a live process
@@ -103,13 +114,15 @@ def make_run(name: str, t0: float, *, steps: int, gpu: bool) -> None:
     total = 600 if not gpu else 5000
     epochs = 3 if not gpu else 10
     per_epoch = total // epochs
-    tps_step = 2048 if not gpu else 32768
+    tps_step = 2048 if not gpu else 2 * 32 * 1024  # small-20m: 2 ranks x 32 x 1024
     ev: list[dict] = [
         E.RunStart(
             run_id=name, profile=profile, pid=PID, device="cuda" if gpu else "cpu",
             world_size=2 if gpu else 1, dtype="bfloat16" if gpu else "float32",
-            n_params=409728 if not gpu else 20_971_520, tokens_per_step=tps_step,
+            n_params=409728 if not gpu else SMALL_20M_PARAMS, tokens_per_step=tps_step,
             total_steps=total, total_epochs=epochs, t=t0,
+            peak_flops=PEAK if gpu else 9.1e10,
+            peak_source=PEAK_SRC if gpu else "measured: fastest 1024x1024 float32 matmul on 2 threads",
         ).to_dict(),
         E.Phase(name="train", done=0, total=total, t=t0 + 0.5).to_dict(),
     ]  # fmt: skip
@@ -124,7 +137,10 @@ def make_run(name: str, t0: float, *, steps: int, gpu: bool) -> None:
             loss += 6.0  # one spike: the downsampled curve must keep it
         losses.append(r(loss))
         ms = 1000 * dt * (1 + rng.gauss(0, 0.05))
-        mfu = r(0.42 + rng.gauss(0, 0.01)) if gpu else None
+        # what the trainer computes: FLOPs a token x tokens/s over the 2 GPUs' peak
+        mfu = r(SMALL_20M_FLOPS * tps_step / (ms / 1000) / (2 * PEAK)) if gpu else None
+        if gpu:
+            rng.gauss(0, 0.01)  # drawn as before, so the other recorded figures stay as they were
         ev.append(
             E.Step(
                 step=s, epoch=(s - 1) // per_epoch, loss=r(loss), lr=r(3e-3 * min(1, s / 30), 6),
@@ -136,7 +152,7 @@ def make_run(name: str, t0: float, *, steps: int, gpu: bool) -> None:
             ranks[k].append({
                 "v": 1, "t": t, "type": "step", "step": s, "step_ms": r(ms, 2),
                 "fwd_ms": r(1000 * dt * fwd * (1 + rng_ranks.gauss(0, 0.03)), 2), "rss_mib": r(2900 + 40 * k, 1),
-                "cuda_alloc_mib": 20480.0, "cuda_max_alloc_mib": r(38000.0 + 512 * k + s, 1),
+                "cuda_alloc_mib": 7200.0, "cuda_max_alloc_mib": r(8600.0 + 64 * k + s, 1),
             })  # fmt: skip
         if s % 25 == 0:
             log.append(
@@ -207,15 +223,15 @@ def make_run(name: str, t0: float, *, steps: int, gpu: bool) -> None:
         g = {"t": t, "available": False, "reason": "NVML library not found (no NVIDIA driver)", "driver": None, "devices": []}  # fmt: skip
         if gpu:
             dev = {
-                "index": 0, "name": "NVIDIA H100 80GB HBM3", "uuid": "GPU-00000000",
-                "util_pct": r(90 + 8 * math.sin(k / 3), 1), "mem_util_pct": 55.0,
-                "mem_used_mib": r(40000 + 30 * k, 1), "mem_total_mib": 81559.0, "temp_c": float(60 + k % 9),
-                "power_w": r(520 + 60 * math.sin(k / 5), 1), "power_limit_w": 700.0,
+                "index": 0, "name": GPU_NAME, "uuid": "GPU-00000000",
+                "util_pct": r(38 + 6 * math.sin(k / 3), 1), "mem_util_pct": 14.0,
+                "mem_used_mib": r(9800 + 4 * k, 1), "mem_total_mib": 81559.0, "temp_c": float(41 + k % 5),
+                "power_w": r(190 + 20 * math.sin(k / 5), 1), "power_limit_w": 700.0,
                 "sm_clock_mhz": 1980, "mem_clock_mhz": 2619, "throttle": [],
-                "proc_mem_mib": r(39000 + 30 * k, 1),
+                "proc_mem_mib": r(9300 + 4 * k, 1),
             }  # fmt: skip
             dev1 = dev | {"index": 1, "uuid": "GPU-00000001", "util_pct": r(dev["util_pct"] - 9, 1),
-                          "temp_c": dev["temp_c"] - 2, "mem_used_mib": r(dev["mem_used_mib"] + 512, 1)}  # fmt: skip
+                          "temp_c": dev["temp_c"] - 2, "mem_used_mib": r(dev["mem_used_mib"] + 64, 1)}  # fmt: skip
             g = {
                 "t": t,
                 "available": True,

@@ -136,20 +136,21 @@ class ThroughputPanel(Panel):
         f = v.figures
         w = max(0, out.width - 20)
         mfu = f.mfu
+        # MFU is per device: the tokens/s each GPU (or CPU rank) made sits beside it
+        unit = "GPU" if "cuda" in str(v.info.get("device", "")) else "rank"
+        per_dev = f"{fmt_rate(f.tokens_per_s_device)}/{unit} " if f.tokens_per_s_device else ""
         rows = [
-            ("tokens/s", fmt_rate(f.tokens_per_s), "tokens_per_s"),
-            ("step ms", fmt_num(f.step_ms, ".1f"), "step_ms"),
-            (
-                "MFU",
-                f"{100 * mfu:.1f}%" if isinstance(mfu, int | float) else "–",
-                "mfu",
-            ),
+            ("tokens/s", fmt_rate(f.tokens_per_s), "", "tokens_per_s"),
+            ("step ms", fmt_num(f.step_ms, ".1f"), "", "step_ms"),
+            ("MFU", f"{100 * mfu:.1f}%" if isinstance(mfu, int | float) else "–", per_dev, "mfu"),
         ]
-        for label, value, curve in rows:
+        for label, value, note, curve in rows:
+            sw = max(0, w - len(note))
             out.line(
                 (f"{label:<9}", MUTED),
                 (f"{value:>9}  ", "bold"),
-                (spark(v.curve(curve).recent(w), w), ACCENT),
+                (note, MUTED),
+                (spark(v.curve(curve).recent(sw), sw), ACCENT),
             )
         sps = f.steps_per_s
         out.line(
@@ -157,6 +158,10 @@ class ThroughputPanel(Panel):
             (f"{fmt_sig(sps, 3):>9}  ", "bold"),
             (f"grad norm {fmt_sig(f.grad_norm, 3)}", MUTED),
         )
+        # which peak MFU divides by, so a figure can be checked (none: MFU unknown)
+        src = (f.peak_source or "").split(": ", 1)[-1].split(",")[0]
+        peak = f"{fmt_sig(f.peak_flops / 1e12, 4)} TFLOP/s" if f.peak_flops else "unknown"
+        out.line((f"{'peak':<9}", MUTED), (f"{peak} ", ""), (src, MUTED))
 
 
 class EvalPanel(Panel):
