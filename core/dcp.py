@@ -25,8 +25,8 @@ from __future__ import annotations
 import os
 import sys
 import threading
-import warnings
 import time
+import warnings
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
@@ -41,7 +41,9 @@ from core import checkpoint as C
 from core.runtime import Dist, share
 
 # one process saves and loads without a process group, as DCP allows; it says so each time
-warnings.filterwarnings("ignore", message="torch.distributed is disabled, unavailable or uninitialized")
+warnings.filterwarnings(
+    "ignore", message="torch.distributed is disabled, unavailable or uninitialized"
+)
 
 TRAINER_STATE = "trainer.pt"
 

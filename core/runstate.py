@@ -193,6 +193,18 @@ def carry_position(
     if not old or old == prog.shape:
         return
     per_old, per_new = math.prod(old), math.prod(shape)
+    if per_old == per_new:
+        # the same windows a step (16 x 1 x 2 on two ranks, 32 x 1 x 1 on one): a step takes
+        # the same block of the epoch's order, so the data goes on exactly where it was
+        msg = (
+            f"resuming in another batch shape with the same {per_new} windows a step "
+            f"(batch x accum x world: {' x '.join(map(str, old))} then "
+            f"{' x '.join(map(str, shape))}); the data goes on from step {prog.batch_in_epoch} "
+            f"of epoch {prog.epoch}, no window skipped or seen twice"
+        )
+        say(msg)
+        sink.write(E.Alert(level="info", code="batch_shape_changed", message=msg))
+        return
     used, epoch = prog.batch_in_epoch * per_old, prog.epoch
     prog.batch_in_epoch = used // per_new
     where = f"window {prog.batch_in_epoch * per_new} (step {prog.batch_in_epoch} of the epoch)"
