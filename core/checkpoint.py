@@ -161,11 +161,12 @@ def save(ckpt_dir: Path, state: dict, meta: dict) -> Saved:
     return Saved(path, size, digest, time.time() - t0)
 
 
-def publish(tmp: Path, meta: dict, t0: float, blocked_s: float) -> Saved:
+def publish(tmp: Path, meta: dict, t0: float, blocked_s: float | None = None) -> Saved:
     """Make a sharded checkpoint written into the directory `tmp` (every rank's shard in
     it) the checkpoint of step meta["step"]: hash every file, rename the directory to
     step-NNNNNNN, then the sidecar, then `latest` (the order and atomicity of `save`).
-    `t0`: when the save began (time.time()); `blocked_s`: how long training paused."""
+    `t0`: when the save began (time.time()); `blocked_s`: how long training paused
+    (None: all of it, as when this runs on the training thread)."""
     ckpt_dir = tmp.parent
     for f in tmp.iterdir():  # fsync'd by their writers; the directory's entries too
         if f.is_file():

@@ -103,9 +103,8 @@ class ShardedSaver:
         no_dist = self.d.world_size == 1
         if not self.use_async:
             dcp.save(state, checkpoint_id=tmp, process_group=self.pg, no_dist=no_dist)
-            blocked = time.perf_counter() - w0
-            if self.d.master:
-                done(C.publish(tmp, meta, t0, blocked))
+            if self.d.master:  # hashed and published on the training thread: all of it blocks
+                done(C.publish(tmp, meta, t0))
             return self.dir / C.ckpt_name(step, sharded=True)
         fut = dcp.async_save(
             state, checkpoint_id=tmp, process_group=self.pg, async_stager=self.stager,
