@@ -96,20 +96,24 @@ class ShardedSaver:
         step = meta["step"]
         tmp = share(self.d, self.dir / f".{C.ckpt_name(step, sharded=True)}.tmp-{os.getpid()}")
         tmp.mkdir(parents=True, exist_ok=True)
-        if self.d.master:
-            C._atomic_write(tmp / TRAINER_STATE, lambda f: torch.save(trainer_state, f))
-        msd, osd = get_state_dict(model, opt)
-        state = {"model": msd, "optimizer": osd}
         no_dist = self.d.world_size == 1
-        if not self.use_async:
-            dcp.save(state, checkpoint_id=tmp, process_group=self.pg, no_dist=no_dist)
-            if self.d.master:  # hashed and published on the training thread: all of it blocks
-                done(C.publish(tmp, meta, t0))
-            return self.dir / C.ckpt_name(step, sharded=True)
-        fut = dcp.async_save(
-            state, checkpoint_id=tmp, process_group=self.pg, async_stager=self.stager,
-            no_dist=no_dist,
-        )  # fmt: skip
+        try:
+            if self.d.master:
+                C._atomic_write(tmp / TRAINER_STATE, lambda f: torch.save(trainer_state, f))
+            msd, osd = get_state_dict(model, opt)
+            state = {"model": msd, "optimizer": osd}
+            if not self.use_async:
+                dcp.save(state, checkpoint_id=tmp, process_group=self.pg, no_dist=no_dist)
+                if self.d.master:  # hashed and published on the training thread: all blocks
+                    done(C.publish(tmp, meta, t0))
+                return self.dir / C.ckpt_name(step, sharded=True)
+            fut = dcp.async_save(
+                state, checkpoint_id=tmp, process_group=self.pg, async_stager=self.stager,
+                no_dist=no_dist,
+            )  # fmt: skip
+        except BaseException:
+            self._discard(tmp)
+            raise
         # a Future, or with a stager that stages on a thread an AsyncSaveResponse
         upload: Future = fut.upload_completion if hasattr(fut, "upload_completion") else fut
         blocked = time.perf_counter() - w0
@@ -120,11 +124,17 @@ class ShardedSaver:
                 if self.d.master:
                     done(C.publish(tmp, meta, t0, blocked))
             except BaseException as e:  # handed to the main thread by wait()
+                self._discard(tmp)
                 self._error = e
 
         self._thread = threading.Thread(target=finish, name="ckpt-async-save")
         self._thread.start()
         return self.dir / C.ckpt_name(step, sharded=True)
+
+    def _discard(self, tmp: Path) -> None:
+        """A failed save (a full disk) leaves no half directory to fill the disk further."""
+        if self.d.master:
+            C.remove(tmp)
 
     def in_flight(self) -> bool:
         return self._thread is not None and self._thread.is_alive()

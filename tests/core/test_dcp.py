@@ -180,3 +180,13 @@ def test_a_directory_named_on_resume_is_a_checkpoint_not_a_run(tmp_path):
     ck.mkdir(parents=True)
     args = Namespace(resume=str(ck), run_dir=None)
     assert resolve_run_dir(args, load_profile("demo-walks")) == (tmp_path / "run", ck)
+
+
+def test_a_failed_save_leaves_no_half_directory_and_latest_unchanged(tmp_path):
+    m, opt = _model_and_opt()
+    saver = ShardedSaver(tmp_path, Dist(), torch.device("cpu"), use_async=False)
+    good, _ = _save(saver, m, opt, 1)
+    with pytest.raises(Exception):  # noqa: B017 - whatever pickling raises
+        saver.save(m, opt, {"step": 2, "bad": lambda: 0}, _meta(2), lambda s: None)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    assert C.latest(tmp_path) == good and C.list_checkpoints(tmp_path) == [good]
