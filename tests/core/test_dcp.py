@@ -6,7 +6,6 @@ read back whole without a process group."""
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 import torch
@@ -170,7 +169,6 @@ def test_checkpoint_format_and_async_keys(tmp_path):
     assert "expected auto, file or dcp" in str(e.value)
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="posix")
 def test_a_directory_named_on_resume_is_a_checkpoint_not_a_run(tmp_path):
     from argparse import Namespace
 
