@@ -10,6 +10,7 @@ cockpit compare  RUN RUN [RUN ...]                 up to 8 runs' curves overlaid
 cockpit preflight [--profile P] [--checklist C] [--yes [--fix]] [--json]   exit 0 ok, 1 a FAIL, 2 bad input
 cockpit postflight [RUN_DIR|latest] [--checkpoint C] [--json]            exit 0 ok, 1 a FAIL, 2 bad input
 cockpit export   [RUN_DIR|latest] [--csv] [--tensorboard] [--out DIR]
+cockpit export   [RUN_DIR|latest] --model [--step N] [--format pt|safetensors]   one checkpoint's model, one file
 cockpit verify   RUN_DIR|CHECKPOINT     exit 0 valid, 1 invalid (with the reason)
 cockpit validate PROFILE [--set k=v]    exit 0 valid, 2 with every problem listed
 """
@@ -203,6 +204,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     ex.add_argument("--tensorboard", action="store_true", help="event files (needs tensorboard)")
     ex.add_argument("--out", help="where to write (default RUN_DIR/export/)")
+    ex.add_argument(
+        "--model",
+        action="store_true",
+        help="a checkpoint's model weights as one file (a sharded checkpoint gathered)",
+    )
+    ex.add_argument(
+        "--step", type=int, help="with --model: the checkpoint of this step (default latest)"
+    )
+    ex.add_argument(
+        "--format", choices=("pt", "safetensors"), default="pt", help="with --model (default pt)"
+    )
     ex.set_defaults(command=("export", "cmd_export"))
     rs = sub.add_parser("runs", help="list the runs under logs/ with their status")
     rs.add_argument("--logs", default="logs", help="where the run directories are (default logs)")
@@ -239,7 +251,9 @@ def main(argv: list[str] | None = None) -> int:
         "verify",
         help="check a run's checkpoints (or one checkpoint): sidecar, size, sha256, latest",
     )
-    v.add_argument("path", help="run directory, checkpoints/ folder, or step-NNNNNNN.pt")
+    v.add_argument(
+        "path", help="run directory, checkpoints/ folder, step-NNNNNNN.pt or step-NNNNNNN/"
+    )
     v.set_defaults(command=("verify", "cmd_verify"))
     sl = sub.add_parser(
         "slurm",

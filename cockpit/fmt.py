@@ -139,6 +139,18 @@ def fmt_estimate(s: float | None) -> str:
     return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
+def fmt_seconds(s: float | None) -> str:
+    """A short span to a precision that shows a pause: 0.012s, 0.35s, 2.1s, 48s."""
+    if s is None or not math.isfinite(s):
+        return UNKNOWN
+    s = max(0.0, s)
+    if s < 0.1:
+        return f"{s:.3f}s"
+    if s < 10:
+        return f"{s:.2f}s" if s < 1 else f"{s:.1f}s"
+    return f"{s:.0f}s"
+
+
 def fmt_age(s: float | None) -> str:
     """How long ago, in one short unit: 5s, 3m, 1.2h, 2.0d."""
     if s is None or not math.isfinite(s):

@@ -21,7 +21,16 @@ from typing import Any
 import yaml
 
 from core import validators as V
-from core.yamlmap import ErrFn, Problem, ProfileError, _build, _parse_yaml, line_of, show
+from core.yamlmap import (
+    ErrFn,
+    Problem,
+    ProfileError,
+    _build,
+    _parse_yaml,
+    line_of,
+    show,
+    yaml_key,
+)
 
 __all__ = ["Profile", "Problem", "ProfileError", "load_profile", "config_hash", "gate_metric_names"]
 
@@ -185,6 +194,10 @@ class CheckpointConfig:
     "save at the end of every epoch"
     keep_last: int = 3
     "newest checkpoints kept, besides best, gate-pass and final"
+    format: str = "auto"
+    "auto (dcp under train.parallel fsdp or with async, else file) | file (one step-NNNNNNN.pt, written by rank 0) | dcp (a step-NNNNNNN/ directory of shards, every rank writing its own; resumes at any world size)"
+    async_: bool = False
+    "YAML key `async`: write dcp checkpoints on a background thread while training goes on (torch.distributed.checkpoint.async_save); the pause is the copy to CPU memory"
 
 
 @dataclass(frozen=True)
@@ -313,6 +326,28 @@ def _check_values(p: Profile, err: ErrFn) -> None:
             )
     positive("checkpoint.every_steps", p.checkpoint.every_steps, allow_none=True)
     positive("checkpoint.keep_last", p.checkpoint.keep_last)
+    ck = p.checkpoint
+    if ck.format not in ("auto", "file", "dcp"):
+        err("checkpoint.format", f"expected auto, file or dcp, got {ck.format!r}")
+    elif ck.format == "file" and ck.async_:
+        err(
+            "checkpoint.async",
+            "async saves write dcp checkpoints; set checkpoint.format: dcp (or auto), or async: false",
+        )
+    elif ck.format == "file" and getattr(t, "parallel", "ddp") == "fsdp":
+        err(
+            "checkpoint.format",
+            "train.parallel fsdp shards the model over the ranks, so no rank holds it whole "
+            "to write one file; use dcp (or auto)",
+        )
+
+
+def checkpoint_format(p: Profile) -> str:
+    """file or dcp: what checkpoint.format auto means for this profile."""
+    ck = p.checkpoint
+    if ck.format != "auto":
+        return ck.format
+    return "dcp" if ck.async_ or getattr(p.train, "parallel", "ddp") == "fsdp" else "file"
 
 
 def gate_metric_names(p: Profile) -> list[str]:
@@ -399,7 +434,14 @@ def load_profile(name_or_path: str, overrides: list[str] | tuple[str, ...] = ())
 
 
 def to_dict(p: Any) -> Any:
-    return dataclasses.asdict(p)
+    """The profile as plain data, keys as the YAML spells them (`async`, not `async_`)."""
+    return _yaml_keys(dataclasses.asdict(p))
+
+
+def _yaml_keys(d: Any) -> Any:
+    if isinstance(d, dict):
+        return {yaml_key(k): _yaml_keys(v) for k, v in d.items()}
+    return d
 
 
 def config_hash(p: Profile) -> str:
@@ -408,5 +450,7 @@ def config_hash(p: Profile) -> str:
     d = to_dict(p)
     for k in ("max_steps", "epochs", "heartbeat_s", "print_every_s", "peak_flops"):
         d["train"].pop(k, None)
+    for k in ("format", "async"):  # how checkpoints are written, not what is trained
+        d["checkpoint"].pop(k, None)
     blob = json.dumps(d, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]

@@ -141,8 +141,11 @@ class Checkpoint(Event):
     path: str
     bytes: int
     sha256: str
-    seconds: float
+    seconds: float  # from the start of the save until the checkpoint was complete
     tags: list[str]
+    # how long training paused for it: all of `seconds` for a synchronous save, the
+    # staging copy (and any wait for the save before) for an async one; null: not measured
+    blocked_s: float | None = None
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from argparse import Namespace
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -21,6 +21,9 @@ from core import checkpoint as C
 from core import events as E
 from core.config import Profile
 from core.errors import DataError
+
+if TYPE_CHECKING:
+    from core.dcp import ShardedSaver
 
 Say = Callable[..., None]
 "print on rank 0, nothing on the others"
@@ -33,7 +36,7 @@ def resolve_run_dir(args: Namespace, p: Profile) -> tuple[Path, Path | None]:
     resume_from = None
     if args.resume and args.resume != "auto":
         rp = Path(args.resume)
-        if rp.is_file():
+        if rp.is_file() or (rp.is_dir() and C.CKPT_RE.match(rp.name)):  # a sharded one is a dir
             return (Path(args.run_dir) if args.run_dir else rp.parent.parent), rp
         if not rp.is_dir():
             raise DataError(f"--resume {rp}: no such checkpoint or run directory")
@@ -145,8 +148,10 @@ def load_resume(
     sink: E.Sink,
     say: Say,
 ) -> RunProgress:
-    """Load a checkpoint (already chosen and verified) into model, optimizer and RNGs."""
-    state = C.load(resume_path)
+    """Load a checkpoint (already chosen and verified) into model, optimizer and RNGs.
+    A sharded checkpoint gives its trainer state here; its model and optimizer are loaded
+    by core.dcp.load_sharded once the model is wrapped (FSDP needs the sharded model)."""
+    state = C.load(resume_path, model=False)
     if state["tokenizer_hash"] != tok_hash:
         raise DataError(
             f"--resume {resume_path}: made with another tokenizer or graph "
@@ -156,8 +161,9 @@ def load_resume(
         msg = "resuming with a different config; the curve will not match an uninterrupted run"
         say(f"warning: {msg}")
         sink.write(E.Alert(level="warn", code="config_changed", message=msg))
-    model.load_state_dict(state["model"])
-    opt.load_state_dict(state["optimizer"])
+    if not C.is_sharded(resume_path):
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
     set_rng_state(state["rng"])
     prog = RunProgress(**state["progress"])
     say(f"resume: from {resume_path} (step {prog.step}, epoch {prog.epoch})")
@@ -187,6 +193,18 @@ def carry_position(
     if not old or old == prog.shape:
         return
     per_old, per_new = math.prod(old), math.prod(shape)
+    if per_old == per_new:
+        # the same windows a step (16 x 1 x 2 on two ranks, 32 x 1 x 1 on one): a step takes
+        # the same block of the epoch's order, so the data goes on exactly where it was
+        msg = (
+            f"resuming in another batch shape with the same {per_new} windows a step "
+            f"(batch x accum x world: {' x '.join(map(str, old))} then "
+            f"{' x '.join(map(str, shape))}); the data goes on from step {prog.batch_in_epoch} "
+            f"of epoch {prog.epoch}, no window skipped or seen twice"
+        )
+        say(msg)
+        sink.write(E.Alert(level="info", code="batch_shape_changed", message=msg))
+        return
     used, epoch = prog.batch_in_epoch * per_old, prog.epoch
     prog.batch_in_epoch = used // per_new
     where = f"window {prog.batch_in_epoch * per_new} (step {prog.batch_in_epoch} of the epoch)"
@@ -206,17 +224,17 @@ def carry_position(
 def save_checkpoint(
     ckpt_dir: Path, keep_last: int, model: torch.nn.Module, opt: torch.optim.Optimizer,
     prog: RunProgress, tags: list[str], val_loss: float | None, tokens: int,
-    hashes: tuple[str, str], sink: E.Sink,
+    hashes: tuple[str, str], sink: E.Sink, sharded: ShardedSaver | None = None,
 ) -> Path:  # fmt: skip
-    """Save the full state (rank 0 only) with its sidecar (`tokens` seen so far), apply
-    retention, and write the checkpoint event; returns the checkpoint's path.
-    `hashes`: (config hash, tokenizer hash)."""
+    """Save the full state with its sidecar (`tokens` seen so far), apply retention, and
+    write the checkpoint event; returns the checkpoint's path. `hashes`: (config hash,
+    tokenizer hash). One file: rank 0 alone calls it. `sharded`: every rank calls it and
+    writes its shard; with an async saver the sidecar, retention and event come when the
+    files are written, on a background thread."""
     cfg_hash, tok_hash = hashes
-    state = {
-        "model": model.state_dict(),
-        "optimizer": opt.state_dict(),
+    state: dict[str, Any] = {
         "rng": rng_state(),
-        "progress": vars(prog),
+        "progress": dict(vars(prog)),  # a copy: the loop goes on while an async save runs
         "step": prog.step,
         "config_hash": cfg_hash,
         "tokenizer_hash": tok_hash,
@@ -230,16 +248,26 @@ def save_checkpoint(
         "config_hash": cfg_hash,
         "tokenizer_hash": tok_hash,
     }
-    s = C.save(ckpt_dir, state, meta)
-    C.retain(ckpt_dir, keep_last)
-    sink.write(
-        E.Checkpoint(
-            step=prog.step,
-            path=str(s.path),
-            bytes=s.bytes,
-            sha256=s.sha256,
-            seconds=s.seconds,
-            tags=meta["tags"],
+
+    def done(s: C.Saved) -> None:
+        C.retain(ckpt_dir, keep_last)
+        sink.write(
+            E.Checkpoint(
+                step=meta["step"],
+                path=str(s.path),
+                bytes=s.bytes,
+                sha256=s.sha256,
+                seconds=s.seconds,
+                tags=meta["tags"],
+                blocked_s=s.seconds if s.blocked_s is None else s.blocked_s,
+            )
         )
-    )
+
+    if sharded is not None:
+        state["progress"]["curves"] = {k: list(v) for k, v in prog.curves.items()}
+        state["progress"]["gate"] = dict(prog.gate)
+        return sharded.save(model, opt, state, meta, done)
+    state.update(model=model.state_dict(), optimizer=opt.state_dict())
+    s = C.save(ckpt_dir, state, meta)
+    done(s)
     return s.path

@@ -26,8 +26,16 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from core import checkpoint as C
 from core import events as E
-from core.config import Profile, ProfileError, config_hash, load_profile, to_dict
+from core.config import (
+    Profile,
+    ProfileError,
+    checkpoint_format,
+    config_hash,
+    load_profile,
+    to_dict,
+)
 from core.data import load_data
+from core.dcp import ShardedSaver, load_sharded
 from core.energy import EnergyMeter, gpu_indices, price_from_env
 from core.errors import DataError
 from core.evaluate import autocast, evaluate, record_eval
@@ -147,6 +155,7 @@ def run(args: argparse.Namespace, p: Profile) -> int:
     say = print if dist.master else (lambda *a, **k: None)
     say(f"run dir: {run_dir}")
     ended = False  # finish() ran
+    sharded: ShardedSaver | None = None  # checkpoint.format dcp: every rank writes its shard
 
     def finish(
         status: str,
@@ -159,6 +168,13 @@ def run(args: argparse.Namespace, p: Profile) -> int:
         nonlocal ended
         ended = True
         sig.set_abandonable(False)  # a signal now must not cut the ending short
+        if sharded is not None:  # an async save in flight completes before the run ends
+            try:  # after an error a peer may be gone, and its collectives with it
+                sharded.close(timeout=None if sync else 60)
+            except Exception as e:
+                msg = f"the last checkpoint save failed ({type(e).__name__}: {e}); latest names the one before"
+                print(f"warning: {msg}", file=sys.stderr)
+                sink.write(E.Alert(level="error", code="checkpoint_failed", message=msg))
         wall = time.time() - t_start
         heart.close()
         ran = prog.step - summary.get("resumed_at_step", 0)  # this process's steps
@@ -252,6 +268,8 @@ def run(args: argparse.Namespace, p: Profile) -> int:
         )
 
         # --- resume --------------------------------------------------------------
+        if checkpoint_format(p) == "dcp":  # on every rank: it may make a process group
+            sharded = ShardedSaver(ckpt_dir, dist, device, p.checkpoint.async_)
         if args.resume:  # rank 0 chooses (and verifies) the checkpoint; every rank loads it
             chosen = resume_from(resume_path, ckpt_dir, sink, say) if dist.master else None
             resume_path = share(dist, chosen)
@@ -297,13 +315,14 @@ def run(args: argparse.Namespace, p: Profile) -> int:
             return finish("diverged", what, prog, 1)
 
         def save(tags: list[str], val_loss: float | None) -> Path | None:
-            """Rank 0 saves; returns the checkpoint's path (None on other ranks)."""
-            if not dist.master:
+            """Rank 0 saves a file, every rank its shard of a dcp checkpoint; returns the
+            checkpoint's path (None on other ranks for a file)."""
+            if sharded is None and not dist.master:
                 return None
             try:
                 return save_checkpoint(
                     ckpt_dir, p.checkpoint.keep_last, raw_model, opt, prog, tags, val_loss,
-                    prog.step * tokens_per_step, (cfg_hash, tok_hash), sink,
+                    prog.step * tokens_per_step, (cfg_hash, tok_hash), sink, sharded,
                 )  # fmt: skip
             except Exception as e:  # a full disk: torch raises RuntimeError, not OSError
                 raise RuntimeError(
@@ -329,6 +348,10 @@ def run(args: argparse.Namespace, p: Profile) -> int:
             if not dist.master:
                 prog.gate = {"passed": passed}
             return status, r.val_loss, improved
+
+        if resume_path is not None and C.is_sharded(resume_path):
+            # after the wrap: set_state_dict loads FSDP's shards as it loads a plain module
+            load_sharded(resume_path, raw_model, opt, sharded)
 
         sig.set_abandonable(False)  # from here a stop is read after the step or save under way
         heart.start()
@@ -454,7 +477,9 @@ def run(args: argparse.Namespace, p: Profile) -> int:
                     # a stop that came during the save: this checkpoint is the last completed
                     # step, so end on it (a second save of a big model would eat the grace)
                     stop, _ = agree(dist, device, sig.stop, False)
-                    if stop and saved is not None:
+                    if stop and sharded is not None:
+                        sharded.wait()  # an async save's sidecar comes when its files are written
+                    if stop and saved is not None and dist.master:
                         C.add_tags(saved, ["interrupt"])
             if ending:
                 break

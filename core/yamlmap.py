@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import keyword
 import math
 import reprlib
 import types
@@ -189,13 +190,19 @@ def _coerce(value: Any, tp: Any, key: str, err: ErrFn) -> Any:
     return None
 
 
+def yaml_key(name: str) -> str:
+    """A field's key in YAML: `async_` (a Python keyword cannot be a field) is `async`."""
+    base = name[:-1]
+    return base if name.endswith("_") and keyword.iskeyword(base) else name
+
+
 def _build(cls: type, raw: Any, prefix: str, err: ErrFn) -> Any:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         err(prefix, f"expected a mapping, got {show(raw)}")
         return cls()
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {yaml_key(f.name): f.name for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for k, v in raw.items():
@@ -205,9 +212,9 @@ def _build(cls: type, raw: Any, prefix: str, err: ErrFn) -> Any:
             hint = f"; did you mean '{close[0]}'?" if close else ""
             err(key, f"unknown key (known here: {', '.join(fields)}){hint}")
             continue
-        value = _coerce(v, hints[k], key, err)
+        value = _coerce(v, hints[fields[k]], key, err)
         if value is not None or v is None:
-            kwargs[k] = value
+            kwargs[fields[k]] = value
     try:
         return cls(**kwargs)
     except TypeError as e:  # pragma: no cover - every field has a default

@@ -1,6 +1,6 @@
 """Post-flight's inputs: the profile a run recorded, which checkpoint to
-measure (best, else final, else `latest`), and the model and data loaded once
-for every step (ctx.loaded)."""
+measure (best, else final, else `latest`; one file or a sharded directory), and
+the model and data loaded once for every step (ctx.loaded)."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def choose_checkpoint(run_dir: Path, given: str | Path | None = None) -> tuple[P
     if given is not None:
         g = Path(given)
         for cand in (g, ckpt_dir / g.name):
-            if cand.is_file():
+            if cand.is_file() or (cand.is_dir() and C.CKPT_RE.match(cand.name)):
                 why = C.verify(cand)
                 if why:
                     raise PostflightError(f"--checkpoint {given}: {why}")
@@ -135,7 +135,7 @@ def _load(ctx: Context) -> dict:
         ctx.checkpoint, ctx.loaded["why"] = choose_checkpoint(ctx.run_dir)
     ckpt = Path(ctx.checkpoint)
     try:
-        state = C.load(ckpt)
+        state = C.load(ckpt)  # a sharded (DCP) checkpoint: its model gathered from every shard
     except Exception as e:
         raise PostflightError(f"{ckpt.name} cannot be loaded ({type(e).__name__}: {e})") from None
     if "summary" not in ctx.loaded and ctx.run_dir is not None:

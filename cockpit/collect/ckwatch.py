@@ -1,8 +1,10 @@
-"""Checkpoint watcher: what is in `checkpoints/`, with each file's sidecar
-figures and whether it verifies (size and sha256 against the sidecar).
+"""Checkpoint watcher: what is in `checkpoints/`, with each checkpoint's sidecar
+figures and whether it verifies (size and sha256 against the sidecar; for a
+sharded checkpoint's directory, every file in it).
 
 Hashing a multi-GB checkpoint takes seconds, so verification runs on one
-background thread, once per file version (name, size, mtime); `scan()` itself
+background thread, once per version (name, size, newest mtime), and only once
+its sidecar is there (written after the checkpoint is complete); `scan()` itself
 only lists the folder and reads sidecars.
 """
 
@@ -18,15 +20,16 @@ from core import checkpoint as C
 
 @dataclass(frozen=True)
 class CkptState:
-    name: str
+    name: str  # step-NNNNNNN.pt, or step-NNNNNNN for a sharded checkpoint
     step: int
-    bytes: int
+    bytes: int  # a sharded checkpoint: all its files
     mtime: float
     tags: tuple[str, ...]
     val_loss: float | None
     verified: bool | None  # None: sidecar missing yet, or still hashing
     why: str | None
     latest: bool
+    shards: int | None = None  # files in a sharded checkpoint; None for one file
 
 
 class CheckpointWatcher:
@@ -62,11 +65,11 @@ class CheckpointWatcher:
         out = []
         for p in files:
             try:
-                st = p.stat()
+                size, mtime = C.size_and_mtime(p)
             except OSError:
                 continue  # removed by retention between listing and stat
             meta = C.read_sidecar(p)
-            key = (p.name, st.st_size, st.st_mtime)
+            key = (p.name, size, mtime)
             verified, why = None, None
             if meta is not None:
                 with self._lock:
@@ -78,17 +81,19 @@ class CheckpointWatcher:
                     verified, why = got
             meta = meta or {}
             step = meta.get("step")
+            listed = meta.get("files")
             out.append(
                 CkptState(
                     name=p.name,
                     step=step if isinstance(step, int) else _step_of(p),
-                    bytes=st.st_size,
-                    mtime=st.st_mtime,
+                    bytes=size,
+                    mtime=mtime,
                     tags=tuple(meta.get("tags") or ()),
                     val_loss=meta.get("val_loss"),
                     verified=verified,
                     why=why,
                     latest=latest is not None and latest.name == p.name,
+                    shards=len(listed) if isinstance(listed, dict) else None,
                 )
             )
         return out

@@ -2,12 +2,13 @@
 be opened in the tools people already have (a spreadsheet, pandas, TensorBoard).
 
     cockpit export RUN_DIR|RUN_ID|latest [--csv] [--tensorboard] [--out DIR]
+    cockpit export RUN_DIR|RUN_ID|latest --model [--step N] [--format pt|safetensors] [--out DIR]
 
 CSV (the default; into OUT, default RUN_DIR/export/):
     steps.csv        every step event: step, epoch, t, loss, lr, grad_norm, tokens,
                      step_ms, tokens_per_s, mfu
     evals.csv        every eval: step, epoch, t, val_loss, val_ppl, one column a metric
-    checkpoints.csv  every checkpoint event: step, t, name, bytes, seconds, tags
+    checkpoints.csv  every checkpoint event: step, t, name, bytes, seconds, blocked_s, tags
     system.csv       the cockpit's samples (system.jsonl), flattened: proc.*, sys.*,
                      gpuN.* (N: the GPU's index); when the run was watched
     ranks.csv        each rank's step lines (ranks/rank-N.jsonl); under torchrun
@@ -16,6 +17,14 @@ TensorBoard (into OUT/tensorboard/; needs the `tensorboard` package, which the
 cockpit does not depend on): the same figures as scalars (train/*, val/*,
 system/*, gpuN/*, rankN/*), each at its training step and wall time; a system
 sample is put at the step the run had reached when it was taken.
+
+The model (--model; into OUT/model-step-NNNNNNN.pt or .safetensors): the weights of
+one checkpoint (`latest`, or the one of step N) gathered into one file, whether the
+run saved one file or a sharded (DCP) directory, for sampling, the post-flight and
+sharing. The checkpoint is verified first (every shard against its sidecar). A .pt
+holds {"model": weights, "model_config": GPTConfig's fields, "step", "config_hash",
+"tokenizer_hash"} (torch.load(..., weights_only=True) reads it); a .safetensors holds
+the weights, the tied lm_head.weight once (as wte.weight), and the rest as metadata.
 
 Files are read line by line (a torn last line is skipped, as every reader of the
 run directory does), so a long run exports in bounded memory; a live run exports
@@ -26,13 +35,16 @@ from __future__ import annotations
 
 import bisect
 import csv
+import json
 import os
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cockpit.checks.postflight_load import PostflightError, read_run
 from cockpit.model.runs import resolve
+from core import checkpoint as C
 from core.jsonl import read_jsonl
 
 if TYPE_CHECKING:
@@ -43,7 +55,7 @@ if TYPE_CHECKING:
 STEP_COLS: tuple[str, ...] = ("step", "epoch", "t", "loss", "lr", "grad_norm", "tokens", "step_ms")
 STEP_COLS += ("tokens_per_s", "mfu")
 EVAL_COLS = ("step", "epoch", "t", "val_loss", "val_ppl")
-CKPT_COLS = ("step", "t", "name", "bytes", "seconds", "tags")
+CKPT_COLS = ("step", "t", "name", "bytes", "seconds", "blocked_s", "tags")
 RANK_COLS: tuple[str, ...] = ("rank", "step", "t", "step_ms", "fwd_ms", "rss_mib", "cuda_alloc_mib")
 RANK_COLS += ("cuda_max_alloc_mib",)
 TB_TRAIN = ("loss", "lr", "grad_norm", "tokens_per_s", "step_ms", "mfu")
@@ -231,15 +243,98 @@ def _scalar_to(w: SummaryWriter, tag: str, v: object, step: object, t: object) -
 # the command
 
 
+# -----------------------------------------------------------------------------
+# the model as one file
+
+
+def choose_step(run_dir: Path, step: int | None) -> Path:
+    """The checkpoint to export: the one of `step`, else the one `latest` names; it must
+    verify (a sharded one, every shard)."""
+    ckpt_dir = run_dir / "checkpoints"
+    if step is None:
+        ck = C.latest(ckpt_dir)
+        if ck is None:
+            raise ExportError(f"{ckpt_dir}: no `latest` checkpoint to export (try --step N)")
+    else:
+        found = [p for p in C.list_checkpoints(ckpt_dir) if p.name.startswith(f"step-{step:07d}")]
+        if not found:
+            steps = [C.read_sidecar(p) or {} for p in C.list_checkpoints(ckpt_dir)]
+            have = ", ".join(str(m.get("step")) for m in steps) or "none"
+            raise ExportError(f"{ckpt_dir}: no checkpoint of step {step} (there are: {have})")
+        ck = found[-1]
+    why = C.verify(ck)
+    if why:
+        raise ExportError(f"{why}; export another one with --step N")
+    return ck
+
+
+def export_model(run_dir: Path, out_dir: Path, step: int | None, fmt: str) -> Path:
+    """One checkpoint's model weights, gathered into out_dir/model-step-NNNNNNN.<fmt>."""
+    import torch  # lazy: loads torch (seconds); only this path needs it
+
+    from core.config import to_dict  # lazy: only this path needs it
+
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    ck = choose_step(run_dir, step)
+    p, _ = read_run(run_dir)
+    try:
+        state = C.load(ck)  # a sharded checkpoint: its model gathered from every shard
+    except Exception as e:
+        raise ExportError(f"{ck.name}: cannot be loaded ({type(e).__name__}: {e})") from None
+    weights = state["model"]
+    m = to_dict(p)["model"]
+    config = {"vocab_size": int(weights["wte.weight"].shape[0]), "context": p.data.context}
+    config |= {k: m[k] for k in ("n_layer", "n_head", "n_embd")}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"model-step-{state['step']:07d}.{fmt}"
+    info = {
+        "step": state["step"],
+        "config_hash": state.get("config_hash"),
+        "tokenizer_hash": state.get("tokenizer_hash"),
+    }
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        if fmt == "pt":
+            torch.save({"model": weights, "model_config": config, **info}, tmp)
+        else:
+            try:
+                from safetensors.torch import save_file  # lazy: an optional package
+            except ImportError:
+                raise ExportError(
+                    "--format safetensors needs the safetensors package: pip install safetensors"
+                ) from None
+            # lm_head.weight is wte.weight (tied): safetensors stores no shared tensor
+            flat = {k: v.contiguous() for k, v in weights.items() if k != "lm_head.weight"}
+            meta = {k: str(v) for k, v in info.items()}
+            meta |= {"model_config": json.dumps(config), "tied": "lm_head.weight=wte.weight"}
+            save_file(flat, str(tmp), metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def cmd_export(args: Namespace) -> int:
     """`cockpit export RUN_DIR [--csv] [--tensorboard] [--out DIR]`: CSV when neither
-    flag is given. Exit 0, 1 when an export failed, 2 when there is no such run."""
+    flag is given; `--model [--step N] [--format pt|safetensors]`: one checkpoint's model
+    as one file. Exit 0, 1 when an export failed, 2 when there is no such run."""
     arg = getattr(args, "run_dir", None) or "latest"
     run_dir = resolve(arg)
     if run_dir is None:
         print(f"error: no run {arg!r} (a run directory, a run id under logs/, or latest)",
               file=sys.stderr)  # fmt: skip
         return 2
+    if getattr(args, "model", False):
+        out = Path(getattr(args, "out", None) or run_dir / "export")
+        try:
+            path = export_model(
+                run_dir, out, getattr(args, "step", None), getattr(args, "format", None) or "pt"
+            )
+        except (ExportError, PostflightError, OSError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        print(f"wrote {path}")
+        return 0
     tb = bool(getattr(args, "tensorboard", False))
     want_csv = bool(getattr(args, "csv", False)) or not tb
     out = Path(getattr(args, "out", None) or run_dir / "export")

@@ -1,5 +1,5 @@
 """`cockpit verify RUN_DIR|CHECKPOINT`: every checkpoint against its sidecar (size,
-sha256) and `latest`; exit 0 valid, 1 invalid with the reason. A wrapped run's
+sha256; every shard of a sharded one) and `latest`; exit 0 valid, 1 invalid with the reason. A wrapped run's
 checkpoints, in its trainer's own layout, are checked against the sha256 the
 cockpit recorded when each was written (cockpit.collect.foreign)."""
 
@@ -17,15 +17,16 @@ if TYPE_CHECKING:
 
 def cmd_verify(args: Namespace) -> int:
     path = Path(args.path)
-    if path.is_file():
+    if path.is_file() or (path.is_dir() and C.CKPT_RE.match(path.name)):
         why = C.verify(path, deep=True)
         if why:
             print(f"INVALID {path}: {why}")
             return 1
         meta = C.read_sidecar(path)
         assert meta is not None  # verify() passed: the sidecar is there
+        shards = f" in {len(meta['files'])} files" if isinstance(meta.get("files"), dict) else ""
         print(
-            f"OK {path}: step {meta['step']}, {meta['bytes']:,} bytes, sha256 {meta['sha256'][:12]}…, tags {', '.join(meta['tags'])}"
+            f"OK {path}: step {meta['step']}, {meta['bytes']:,} bytes{shards}, sha256 {meta['sha256'][:12]}…, tags {', '.join(meta['tags'])}"
         )
         return 0
     if (path / foreign.SIDECAR).is_file():

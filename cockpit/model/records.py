@@ -19,9 +19,9 @@ class AlertRecord:
 
 @dataclass
 class CheckpointInfo:
-    name: str  # step-NNNNNNN.pt
+    name: str  # step-NNNNNNN.pt, or step-NNNNNNN (a sharded checkpoint's directory)
     step: int
-    bytes: int
+    bytes: int  # a sharded checkpoint: all its files
     tags: list[str]
     t: float  # when it was written (event time, or the file's mtime)
     val_loss: float | None = None
@@ -31,6 +31,9 @@ class CheckpointInfo:
     # ours: in the run's checkpoints/, which the watcher lists; a wrapped or natively
     # integrated trainer's own (elsewhere) is known from its event only
     ours: bool = True
+    seconds: float | None = None  # from the save's start until it was complete (its event)
+    blocked_s: float | None = None  # how long training paused for it; None: not measured
+    shards: int | None = None  # files of a sharded checkpoint; None for one file
 
 
 def main_thread_cpu(proc: dict) -> float | None:

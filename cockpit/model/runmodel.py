@@ -293,6 +293,9 @@ class RunModel:
             verified=old.verified if old else None,
             why=old.why if old else None,
             ours=ours,
+            seconds=_f(ev.get("seconds")),
+            blocked_s=_f(ev.get("blocked_s")),
+            shards=old.shards if old else None,
         )
 
     def _alert(self, ev: dict, t: float) -> None:
@@ -334,7 +337,7 @@ class RunModel:
             c = self.checkpoints.get(s.name)
             if c is None:
                 c = self.checkpoints[s.name] = CheckpointInfo(s.name, s.step, s.bytes, [], s.mtime)
-            c.bytes, c.present = s.bytes, True
+            c.bytes, c.present, c.shards = s.bytes, True, s.shards
             c.tags = sorted(set(c.tags) | set(s.tags) | ({"latest"} if s.latest else set()))
             if not s.latest and "latest" in c.tags:
                 c.tags.remove("latest")

@@ -16,6 +16,7 @@ from cockpit.fmt import (
     fmt_mib,
     fmt_num,
     fmt_rate,
+    fmt_seconds,
     fmt_sig,
     gate_text,
 )
@@ -212,7 +213,10 @@ class CheckpointsPanel(Panel):
     TITLE = "Checkpoints"
 
     def key(self, v: RunView) -> object:
-        ck = tuple((c.name, c.verified, tuple(c.tags), c.present) for c in v.checkpoints)
+        ck = tuple(
+            (c.name, c.verified, tuple(c.tags), c.present, c.blocked_s, c.shards)
+            for c in v.checkpoints
+        )
         return (ck, int(v.now // 10), id(v.system))
 
     def draw(self, v: RunView, out: Lines) -> None:
@@ -233,12 +237,22 @@ class CheckpointsPanel(Panel):
         tag_w = min(24, max((len(",".join(c.tags)) for c in rows), default=1))
         for c in rows:
             mark = {True: ("✓", OK), False: ("✗", ERROR), None: ("…", MUTED)}[c.verified]
+            # a sharded checkpoint says in how many files; a save that measured its pause says
+            # how long it took and how long training waited (all of it, unless async)
+            shards = f" in {c.shards}" if c.shards else ""
+            took = (
+                f"  {fmt_seconds(c.seconds)}, paused {fmt_seconds(c.blocked_s)}"
+                if c.blocked_s is not None
+                else ""
+            )
             out.line(
                 mark,
                 (f" {c.step:>7,}", "bold"),
                 (f" {fmt_age(v.now - c.t):>5}", MUTED),
                 (f"  {','.join(c.tags) or '-':<{tag_w}}", ACCENT),
                 f" {fmt_mib(c.bytes / 2**20):>8}",
+                (shards, MUTED),
+                (took, MUTED),
                 (f"  {c.why}" if c.verified is False and c.why else "", ERROR),
             )
         more = f" · {gone} removed by retention" if gone else ""

@@ -161,3 +161,28 @@ def test_tensorboard_scalars_equal_the_events(run, tmp_path):
     assert [s.step for s in acc.Scalars("val/loss")] == [10, 20, 30]
     assert "val/edge_compliance" in acc.Tags()["scalars"]
     assert [s.step for s in acc.Scalars("system/proc_rss_mib")] == [1, 16, 30]
+
+
+def test_model_export_writes_one_checkpoints_weights_as_one_file(run, tmp_path, capsys):
+    """--model on a one-file run: the latest checkpoint's weights, with the model's shape,
+    loadable by torch.load(weights_only=True); a step with no checkpoint is one line."""
+    import torch
+
+    from core import checkpoint as C
+    from core.model import GPT, GPTConfig
+
+    args = argparse.Namespace(
+        run_dir=str(run), model=True, step=None, format="pt", out=str(tmp_path)
+    )
+    assert cmd_export(args) == 0
+    path = tmp_path / "model-step-0000030.pt"
+    assert capsys.readouterr().out.strip() == f"wrote {path}"
+    got = torch.load(path, weights_only=True)
+    want = C.load(C.latest(run / "checkpoints"))["model"]
+    assert got["step"] == 30 and all(torch.equal(got["model"][k], v) for k, v in want.items())
+    GPT(GPTConfig(**got["model_config"])).load_state_dict(got["model"])
+
+    args.step = 7
+    assert cmd_export(args) == 1
+    err = capsys.readouterr().err
+    assert "no checkpoint of step 7 (there are: 10, 20, 30)" in err and "Traceback" not in err
