@@ -8,6 +8,7 @@ Both kinds behave as one optimizer to the loop and to checkpoints: `step`, `zero
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import torch
@@ -143,11 +144,8 @@ def build_optimizers(model: nn.Module, p: Profile) -> Optimizers:
 
 
 def _is_dtensor(q: torch.Tensor) -> bool:
-    if not torch.distributed.is_available():
-        return False
-    from torch.distributed.tensor import DTensor  # lazy: only a sharded model has them
-
-    return isinstance(q, DTensor)
+    dtensor = sys.modules.get("torch.distributed.tensor")  # not imported: no DTensor exists
+    return dtensor is not None and isinstance(q, dtensor.DTensor)
 
 
 # -----------------------------------------------------------------------------
