@@ -6,6 +6,8 @@ In-process and small: each test takes well under a second."""
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -14,6 +16,7 @@ from core.config import Profile, ProfileError, TrainConfig, load_profile
 from core.model import GPT, GPTConfig
 from core.optim import Optimizers, build_optimizers, split_params, support_problems
 from core.runtime import checkpoint_blocks
+from tests.conftest import REPO
 
 
 def tiny(seed: int = 0) -> GPT:
@@ -136,3 +139,20 @@ def test_what_an_older_torch_cannot_run_is_said_with_the_key_and_the_fix():
     assert "train.optimizer: adamw" in muon
     assert "fully_shard" in fsdp and "torch>=2.6" in fsdp and "train.parallel: ddp" in fsdp
     assert support_problems(profile(), has_muon=False, has_fully_shard=False) == []
+
+
+@pytest.mark.heavy  # a subprocess that imports torch: a few seconds
+def test_validate_refuses_muon_on_a_torch_without_it_in_one_paragraph(tmp_path):
+    """The real `cockpit validate`, in a Python whose torch lacks torch.optim.Muon (as
+    torch < 2.9 does): exit 2, the key, the torch it needs and the way out; no traceback."""
+    code = (
+        "import sys, torch; del torch.optim.Muon; from cockpit.cli import main; "
+        "sys.exit(main(['validate', 'demo-walks', '--set', 'train.optimizer=muon']))"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr
+    assert "train.optimizer: muon needs torch.optim.Muon" in r.stderr
+    assert "Install torch>=2.9, or set train.optimizer: adamw" in r.stderr
