@@ -117,13 +117,19 @@ class TrainConfig:
     grad_accum: int = 1
     "micro-batches per optimizer step"
     lr: float = 3.0e-4
-    "peak learning rate (AdamW)"
+    "peak learning rate of AdamW (with train.optimizer: muon, of the embedding/head and any gains)"
     min_lr: float = 3.0e-5
     "learning rate at the end of the cosine decay"
     warmup_frac: float = 0.1
     "share of total steps spent in linear warmup"
     weight_decay: float = 0.01
-    "AdamW weight decay on matrices (not on norms)"
+    "decoupled weight decay on matrices (not on norms): AdamW's, and Muon's under train.optimizer: muon"
+    optimizer: str = "adamw"
+    "adamw | muon: Muon (torch.optim.Muon, torch >= 2.9) for the 2-D weights inside the blocks, AdamW for the embedding, head and gains, as nanochat does"
+    muon_lr: float = 0.02
+    "peak learning rate of Muon (nanochat's 0.02); the schedule scales it as it scales train.lr"
+    muon_momentum: float = 0.95
+    "Muon's (Nesterov) momentum, nanochat's 0.95"
     grad_clip: float | None = 1.0
     "clip the global gradient norm to this; null = no clipping"
     max_steps: int | None = None
@@ -136,6 +142,12 @@ class TrainConfig:
     "auto (bf16 on cuda, fp32 on cpu) | float32 | bfloat16 (cuda only: on cpu the run is fp32, with a warning)"
     compile: bool = False
     "torch.compile the model"
+    parallel: str = "ddp"
+    "ddp | fsdp: under torchrun, ddp keeps the whole model and optimizer on every rank; fsdp shards parameters, gradients and optimizer state over the ranks (FSDP2 fully_shard on each block, then the root). One process is world size 1 of either"
+    reshard_after_forward: bool = True
+    "fsdp: free each block's gathered parameters after its forward and gather again for the backward (ZeRO-3, least memory); false keeps them to the backward (ZeRO-2, less communication)"
+    activation_checkpointing: bool = False
+    "recompute each block's activations in the backward instead of keeping them: less memory for about a third more compute; with ddp or fsdp"
     seed: int = 1337
     "seed for init, data order and sampling"
     heartbeat_s: float = 5.0
@@ -302,6 +314,13 @@ def _check_values(p: Profile, err: ErrFn) -> None:
         err("train.device", f"expected auto, cpu or cuda, got {t.device!r}")
     if t.dtype not in ("auto", "float32", "bfloat16"):
         err("train.dtype", f"expected auto, float32 or bfloat16, got {t.dtype!r}")
+    if t.parallel not in ("ddp", "fsdp"):
+        err("train.parallel", f"expected ddp or fsdp, got {show(t.parallel)}")
+    if t.optimizer not in ("adamw", "muon"):
+        err("train.optimizer", f"expected adamw or muon, got {show(t.optimizer)}")
+    positive("train.muon_lr", t.muon_lr)
+    if not 0 <= t.muon_momentum < 1:
+        err("train.muon_momentum", f"must be in [0, 1), got {t.muon_momentum}")
     positive("train.heartbeat_s", t.heartbeat_s)
     positive("train.print_every_s", t.print_every_s)
     positive("train.peak_flops", t.peak_flops, allow_none=True)

@@ -38,6 +38,7 @@ import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
 from core import checkpoint as C
+from core.optim import Optimizers
 from core.runtime import Dist, share
 
 # one process saves and loads without a process group, as DCP allows; it says so each time
@@ -82,7 +83,7 @@ class ShardedSaver:
     def save(
         self,
         model: torch.nn.Module,
-        opt: torch.optim.Optimizer,
+        opt: Optimizers,
         trainer_state: dict,
         meta: dict,
         done: Callable[[C.Saved], None],
@@ -100,7 +101,7 @@ class ShardedSaver:
         try:
             if self.d.master:
                 C._atomic_write(tmp / TRAINER_STATE, lambda f: torch.save(trainer_state, f))
-            msd, osd = get_state_dict(model, opt)
+            msd, osd = get_state_dict(model, torch_optimizers(opt))
             state = {"model": msd, "optimizer": osd}
             if not self.use_async:
                 dcp.save(state, checkpoint_id=tmp, process_group=self.pg, no_dist=no_dist)
@@ -175,19 +176,29 @@ def load_trainer_state(path: Path) -> dict:
     return torch.load(Path(path) / TRAINER_STATE, map_location="cpu", weights_only=True)
 
 
+def torch_optimizers(opt: Optimizers) -> tuple[torch.optim.Optimizer, ...]:
+    """The torch optimizers behind the loop's optimizer: core.optim.Optimizers steps one
+    or two (AdamW, Muon + AdamW) as one; DCP's state-dict helpers take them all, keyed by
+    parameter name, so a checkpoint loads whichever parallelism holds the parameters."""
+    return tuple(opt.named.values())
+
+
 def load_sharded(
-    path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, saver: ShardedSaver | None
+    path: Path, model: torch.nn.Module, opt: Optimizers, saver: ShardedSaver | None
 ) -> None:
     """Load a sharded checkpoint's model and optimizer into the live (wrapped or sharded)
     ones, at any world size. Collective: every rank calls it."""
-    msd, osd = get_state_dict(model, opt)
+    opts = torch_optimizers(opt)
+    msd, osd = get_state_dict(model, opts)
     pg = saver.pg if saver is not None else None
     no_dist = not (dist.is_available() and dist.is_initialized())
     # filled in place (DCP reads every rank's part of each tensor from whichever shards hold
     # it); values that are no tensors (the optimizer's param groups) are put back in `state`
     state: dict[str, Any] = {"model": msd, "optimizer": osd}
     dcp.load(state, checkpoint_id=Path(path), process_group=pg, no_dist=no_dist)
-    set_state_dict(model, opt, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
+    set_state_dict(
+        model, opts, model_state_dict=state["model"], optim_state_dict=state["optimizer"]
+    )
 
 
 def _metadata(path: Path) -> Any:

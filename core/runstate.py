@@ -21,6 +21,7 @@ from core import checkpoint as C
 from core import events as E
 from core.config import Profile
 from core.errors import DataError
+from core.optim import Optimizers
 
 if TYPE_CHECKING:
     from core.dcp import ShardedSaver
@@ -144,7 +145,7 @@ def load_resume(
     tok_hash: str,
     cfg_hash: str,
     model: torch.nn.Module,
-    opt: torch.optim.Optimizer,
+    opt: Optimizers,
     sink: E.Sink,
     say: Say,
 ) -> RunProgress:
@@ -222,7 +223,7 @@ def carry_position(
 
 
 def save_checkpoint(
-    ckpt_dir: Path, keep_last: int, model: torch.nn.Module, opt: torch.optim.Optimizer,
+    ckpt_dir: Path, keep_last: int, model: torch.nn.Module, opt: Optimizers,
     prog: RunProgress, tags: list[str], val_loss: float | None, tokens: int,
     hashes: tuple[str, str], sink: E.Sink, sharded: ShardedSaver | None = None,
 ) -> Path:  # fmt: skip

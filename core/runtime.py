@@ -120,11 +120,87 @@ def wrap_ddp(model: torch.nn.Module, d: Dist, device: torch.device) -> torch.nn.
     return DDP(model, device_ids=ids, **kw)
 
 
+def checkpoint_blocks(model: torch.nn.Module) -> None:
+    """Activation checkpointing, per block: each of `model.blocks` is wrapped (in place) so
+    its forward keeps only its input and the backward recomputes the rest. The wrapper's
+    state-dict hooks drop its prefix, so checkpoints keep the plain names (and resume with
+    checkpointing on or off); torch.utils.checkpoint without reentrancy, which composes
+    with torch.compile and with FSDP2 (torchtitan wraps blocks the same way)."""
+    # a private module, but the one torchtitan and torch's own FSDP tests use
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import (
+        checkpoint_wrapper,
+    )
+
+    blocks = model.blocks
+    assert isinstance(blocks, torch.nn.ModuleList)
+    for i, block in enumerate(blocks):
+        blocks[i] = checkpoint_wrapper(block)
+
+
+def wrap_fsdp(
+    model: torch.nn.Module, device: torch.device, dtype: torch.dtype, reshard_after_forward: bool
+) -> torch.nn.Module:
+    """FSDP2 in place: fully_shard on each block, then on the root (the embedding and the
+    tied head), over all ranks. Parameters become DTensors sharded on dim 0, so build the
+    optimizer afterwards. One process (plain `python -m core.train`) gets a process group
+    of one, so fsdp runs there too, as world size 1. Under bf16 the blocks compute in bf16
+    (parameters gathered as bf16) and reduce gradients in fp32; fp32 otherwise."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard  # lazy: torch>=2.6
+
+    if not dist.is_initialized():  # one process: a group of one, in memory
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
+    mp = MixedPrecisionPolicy()
+    if dtype == torch.bfloat16:
+        mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    blocks = model.blocks
+    assert isinstance(blocks, torch.nn.ModuleList)
+    for block in blocks:
+        fully_shard(block, reshard_after_forward=reshard_after_forward, mp_policy=mp)
+    # the root holds the embedding, used first in the forward and (tied) last as the head,
+    # which the backward needs at once: kept gathered after the forward, as FSDP2's default
+    fully_shard(model, reshard_after_forward=False, mp_policy=mp)
+    return model
+
+
+@contextmanager
+def gathered(model: torch.nn.Module) -> Iterator[None]:
+    """Every FSDP-sharded parameter of `model` gathered for the length of the block, and
+    kept so through every forward in it: an eval runs forwards that differ between ranks
+    (rank 0 alone generates; the ranks score different numbers of val batches), which a
+    sharded model cannot, since each forward gathers with every rank. All ranks enter it
+    together; nothing in it communicates. No-op for a model that is not sharded."""
+    from torch.distributed.fsdp import FSDPModule  # lazy: torch>=2.6
+
+    mods = [m for m in model.modules() if isinstance(m, FSDPModule)]
+    if not mods:
+        yield
+        return
+    keep = [_reshards(m) for m in mods]
+    for m in mods:
+        m.set_reshard_after_forward(False, recurse=False)
+        m.unshard()
+    try:
+        yield
+    finally:
+        for m, k in zip(mods, keep, strict=True):
+            m.reshard()
+            m.set_reshard_after_forward(k, recurse=False)
+
+
+def _reshards(m: Any) -> bool:
+    """An FSDP module's reshard-after-forward setting (FSDP2 has no public getter)."""
+    group = m._get_fsdp_state()._fsdp_param_group
+    return bool(group is not None and group.post_forward_mesh_info is not None)
+
+
 def end_dist(d: Dist, sync: bool) -> None:
     """Leave the process group. `sync`: wait for every rank first, so no rank exits
     (and makes torchrun stop the others) while rank 0 still saves or writes the result;
     not after an error, when the other ranks may be inside a collective that never ends."""
     if d.world_size == 1:
+        if dist.is_available() and dist.is_initialized():  # fsdp's group of one
+            dist.destroy_process_group()
         return
 
     if not dist.is_initialized():

@@ -17,7 +17,6 @@ import time
 import traceback
 from contextlib import nullcontext
 from pathlib import Path
-from typing import cast
 
 import torch
 import torch.distributed
@@ -39,7 +38,8 @@ from core.dcp import ShardedSaver, load_sharded
 from core.energy import EnergyMeter, gpu_indices, price_from_env
 from core.errors import DataError
 from core.evaluate import autocast, evaluate, record_eval
-from core.model import GPT, GPTConfig, param_groups
+from core.model import GPT, GPTConfig
+from core.optim import build_optimizers, support_problems
 from core.ranklog import FwdTimer, rank_log
 from core.report import write_report, write_result
 from core.runstate import (
@@ -57,14 +57,17 @@ from core.runtime import (
     Interrupted,
     Signals,
     agree,
+    checkpoint_blocks,
     end_dist,
     environment,
+    gathered,
     local_rank_first,
     peak_flops,
     pick_dtype,
     setup_dist,
     share,
     wrap_ddp,
+    wrap_fsdp,
 )
 
 # -----------------------------------------------------------------------------
@@ -110,6 +113,11 @@ def main(argv: list[str] | None = None) -> int:
         p = load_profile(args.profile, args.set)
     except ProfileError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    unsupported = support_problems(p)  # said before any rank starts, not at step 1
+    for key, why in unsupported:
+        print(f"error: {args.profile}: {key}: {why}", file=sys.stderr)
+    if unsupported:
         return 2
     try:
         return run(args, p)
@@ -233,12 +241,11 @@ def run(args: argparse.Namespace, p: Profile) -> int:
         model = GPT(GPTConfig(vocab, context, p.model.n_layer, p.model.n_head, p.model.n_embd)).to(
             device
         )
-        opt = torch.optim.AdamW(
-            param_groups(model, p.train.weight_decay),
-            lr=p.train.lr,
-            betas=(0.9, 0.95),
-            fused=True,
-        )
+        if p.train.activation_checkpointing:
+            checkpoint_blocks(model)
+        if p.train.parallel == "fsdp":  # sharded in place: the optimizer takes the shards
+            wrap_fsdp(model, device, dtype, p.train.reshard_after_forward)
+        opt = build_optimizers(model, p)
         peak, peak_src = peak_flops(device, dtype, p.train.peak_flops)
         env = environment(device, dtype, dist, peak, peak_src)
         if p.train.dtype not in ("auto", env["dtype"]):  # bfloat16 asked on a CPU
@@ -305,7 +312,8 @@ def run(args: argparse.Namespace, p: Profile) -> int:
         if p.train.compile:
             # an OptimizedModule (an nn.Module); torch types it as a plain callable
             net = torch.compile(model)  # type: ignore[assignment]
-        net = wrap_ddp(net, dist, device)
+        if p.train.parallel == "ddp":  # fsdp sharded the model above
+            net = wrap_ddp(net, dist, device)
 
         # --- the loop -------------------------------------------------------------
         def diverge(what: str) -> int:
@@ -333,7 +341,8 @@ def run(args: argparse.Namespace, p: Profile) -> int:
         def do_eval() -> tuple[str | None, float, bool]:
             """Evaluate; returns (a status that ends the run or None, val loss, improved)."""
             sink.write(E.Phase(name="eval", done=0, total=1))  # a gate eval can take seconds
-            with sig.abandonable():  # a stop drops the eval (minutes for a big gate) unrecorded
+            # gathered: fsdp's shards made whole for the eval's uneven forwards
+            with sig.abandonable(), gathered(raw_model):  # a stop drops the eval unrecorded
                 r = evaluate(
                     raw_model, val, p, device, dtype, prog.step, d.graph, d.val_walks, d.tok,
                     dist.rank, WS, sink,
@@ -372,8 +381,7 @@ def run(args: argparse.Namespace, p: Profile) -> int:
                 )
             t0 = time.perf_counter()
             lr = lr_at(prog.step, total, p)
-            for g in opt.param_groups:
-                g["lr"] = lr
+            opt.set_lr(lr)  # every group at its own base lr's share (core/optim.py)
             loss_sum = torch.zeros((), device=device)
             for micro in range(A):
                 fwd.start()
@@ -383,7 +391,8 @@ def run(args: argparse.Namespace, p: Profile) -> int:
                 rows = train.batch(perm[j * B : (j + 1) * B]).to(device, non_blocking=True)
                 sync = micro == A - 1 or WS == 1
                 # more than one rank: wrap_ddp gave a DDP
-                ctx = cast(DDP, net).no_sync() if (WS > 1 and not sync) else nullcontext()
+                # (fsdp reduce-scatters every micro-batch: it has no no_sync)
+                ctx = net.no_sync() if (isinstance(net, DDP) and not sync) else nullcontext()
                 with ctx, autocast(device, dtype):
                     loss = net(rows[:, :-1], rows[:, 1:]) / A
                 fwd.stop()

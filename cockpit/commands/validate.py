@@ -23,6 +23,14 @@ def cmd_validate(args: Namespace) -> int:
     except ProfileError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    from core.optim import support_problems  # lazy: imports torch (seconds)
+
+    unsupported = support_problems(p)
+    if unsupported:  # valid keys, but this torch cannot run them: say so now, not at step 1
+        print(f"error: {args.profile}: this torch cannot run the profile as set:", file=sys.stderr)
+        for key, why in unsupported:
+            print(f"  {key}: {why}", file=sys.stderr)
+        return 2
     total, non_emb, vocab = param_counts(p)
     t = p.train
     budget = f"{t.max_steps} steps" if t.max_steps else f"{t.epochs} epochs"
@@ -38,6 +46,19 @@ def cmd_validate(args: Namespace) -> int:
     )
     print(
         f"  train    {budget}, {tokens_per_step:,} tokens/step, lr {t.lr:g}, device {t.device}, dtype {t.dtype}"
+    )
+    sharding = (
+        f" (reshard after forward: {'yes, ZeRO-3' if t.reshard_after_forward else 'no, ZeRO-2'})"
+    )
+    optimizer = (
+        f"muon (lr {t.muon_lr:g}, momentum {t.muon_momentum:g}) for the block matrices, "
+        f"adamw (lr {t.lr:g}) for the rest"
+        if t.optimizer == "muon"
+        else f"adamw (lr {t.lr:g})"
+    )
+    print(
+        f"  scale    {t.parallel}{sharding if t.parallel == 'fsdp' else ''}, activation "
+        f"checkpointing {'on' if t.activation_checkpointing else 'off'}; {optimizer}"
     )
     if p.gate.metrics:
         print("  gate     " + ", ".join(f"{k} >= {v:g}" for k, v in p.gate.metrics.items()))

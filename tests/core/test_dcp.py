@@ -14,17 +14,18 @@ from core import checkpoint as C
 from core.config import ProfileError, checkpoint_format, load_profile
 from core.dcp import ShardedSaver, load_model_weights, load_sharded
 from core.model import GPT, GPTConfig
+from core.optim import Optimizers
 from core.runtime import Dist
 
 
-def _model_and_opt(seed: int = 0) -> tuple[GPT, torch.optim.Optimizer]:
+def _model_and_opt(seed: int = 0) -> tuple[GPT, Optimizers]:
     torch.manual_seed(seed)
     m = GPT(GPTConfig(64, 16, 1, 2, 32))
     opt = torch.optim.AdamW(m.parameters(), lr=1e-2)
     x = torch.randint(0, 64, (4, 17))
     m(x[:, :-1], x[:, 1:]).backward()
     opt.step()  # an optimizer with state to save
-    return m, opt
+    return m, Optimizers({"adamw": opt}, 1e-2)
 
 
 def _meta(step: int, val_loss=None, tags=()) -> dict:
@@ -95,7 +96,7 @@ def test_sharded_round_trip_restores_model_and_optimizer_and_gathers_the_weights
     saver = ShardedSaver(tmp_path, Dist(), torch.device("cpu"), use_async=False)
     path, _ = _save(saver, m, opt, 1)
     m2, opt2 = GPT(GPTConfig(64, 16, 1, 2, 32)), None
-    opt2 = torch.optim.AdamW(m2.parameters(), lr=1e-2)
+    opt2 = Optimizers({"adamw": torch.optim.AdamW(m2.parameters(), lr=1e-2)}, 1e-2)
     load_sharded(path, m2, opt2, None)
     for (k, a), b in zip(m.state_dict().items(), m2.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
