@@ -83,10 +83,17 @@ def _position(ckpt) -> tuple[int, int, int]:
 
 
 @pytest.mark.heavy  # four runs, two under torchrun: about 2 minutes on 2 cores
-@pytest.mark.parametrize(("saved_on", "resumed_on"), [(2, 1), (1, 2)])
-def test_a_sharded_checkpoint_resumes_on_another_world_size(tmp_path, saved_on, resumed_on):
+@pytest.mark.parametrize(
+    ("saved_on", "resumed_on", "parallel"), [(2, 1, "ddp"), (1, 2, "ddp"), (2, 1, "fsdp")]
+)
+def test_a_sharded_checkpoint_resumes_on_another_world_size(
+    tmp_path, saved_on, resumed_on, parallel
+):
+    """fsdp: each rank holds a shard of every parameter and of its optimizer state; the
+    one process that resumes gathers them all from the two ranks' files."""
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    extra = ["--set", "checkpoint.async=true"] if saved_on == 2 else []
+    both = ["--set", f"train.parallel={parallel}"]
+    extra = [*both, "--set", "checkpoint.async=true"] if saved_on == 2 else both
     rc, out = _launch(saved_on, straight, *extra)
     assert rc == 0, out[-4000:]
     ck = straight / "checkpoints" / f"step-{AT:07d}"
@@ -97,7 +104,7 @@ def test_a_sharded_checkpoint_resumes_on_another_world_size(tmp_path, saved_on, 
     ]  # every rank wrote its shard
 
     # the checkpoint of step 40 resumed in another run directory, on the other world size
-    rc, out = _launch(resumed_on, resumed, "--resume", str(ck))
+    rc, out = _launch(resumed_on, resumed, "--resume", str(ck), *both)
     assert rc == 0, out[-4000:]
     assert f"resume: from {ck} (step {AT}" in out
     a, b = _losses(straight), _losses(resumed)
