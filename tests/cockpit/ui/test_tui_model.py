@@ -81,6 +81,35 @@ def test_feed_all_equals_feeding_one_event_at_a_time():
     assert list(a.step_times) == list(b.step_times)
 
 
+def test_feed_all_equals_one_at_a_time_with_odd_values():
+    """Strings, bools, NaN and missing figures in step events read the same in bulk."""
+    rng = random.Random(3)
+    odd = [None, "1.5", True, False, float("nan"), float("inf"), 2, 0, [1], {"a": 1}, 3.25]
+    evs = []
+    for i in range(1, 3000):
+        e = {"type": "step", "step": i, "t": rng.choice([100.0 + i, None, "x", 100.0 + i])}
+        for k in ("loss", "lr", "tokens_per_s", "step_ms", "mfu", "tokens", "epoch"):
+            if rng.random() < 0.9:
+                e[k] = rng.choice(odd) if rng.random() < 0.3 else rng.random() * 3
+        evs.append(e)
+        if i % 500 == 0:
+            evs.append({"type": "eval", "step": i, "val_loss": 1.0, "t": 100.0 + i})
+    a, b = RunModel(), RunModel()
+    for e in evs:
+        a.feed(e)
+    b.feed_all(evs)
+    for name in ("loss", "lr", "tokens_per_s", "step_ms", "mfu", "val_loss"):
+        ca, cb = getattr(a, name), getattr(b, name)
+        assert [getattr(ca, s) for s in CURVE_STATE] == [getattr(cb, s) for s in CURVE_STATE]
+        assert [(x, y) for x, y in ca.tail] == [(x, y) for x, y in cb.tail]
+    for f in ("step", "epoch", "tokens", "loss_ema", "status", "n_evals", "last"):
+        assert getattr(a, f) == getattr(b, f), f
+    assert [e["train_loss_ema"] for e in a.evals] == [e["train_loss_ema"] for e in b.evals]
+    assert str(list(a.recent_step_ms)) == str(list(b.recent_step_ms))  # NaN == NaN as text
+    # a step without a time is stamped when fed: the ones with times agree
+    assert [s for _, s in a.step_times] == [s for _, s in b.step_times]
+
+
 def _write_run(d, n: int) -> list[float]:
     d.mkdir(parents=True)
     rng = random.Random(1)
