@@ -27,6 +27,7 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import orjson
@@ -174,6 +175,49 @@ class EventsFollower:
         except OSError:
             pass  # mid-rotation, a network filesystem's hiccup: state is consistent, retry
         return out
+
+    def checkpoint(self) -> tuple[dict, int] | None:
+        """Where reading stands, for a snapshot of what was read: the offset of the
+        first byte not yet taken whole (a held torn line is read again), the line and
+        malformed counts, with the open file's descriptor. None before the file was
+        opened, after a rotation or truncation, or inside a too-long line."""
+        if self._fd is None or self._skipping or self.generation:
+            return None
+        lines = [[b.line, b.reason, b.preview] for b in self.malformed_lines]
+        return {
+            "offset": self._off - self._held,
+            "line_no": self.line_no,
+            "malformed": self.malformed,
+            "malformed_lines": lines,
+        }, self._fd
+
+    def resume(self, state: dict, same: Callable[[int, int], bool]) -> bool:
+        """Start reading where a checkpoint() left off, if the file still holds what it
+        held then (`same(fd, offset)` checks the bytes before the offset). False, and
+        nothing changed, when it does not, or when reading has begun already."""
+        off, line_no, bad = state.get("offset"), state.get("line_no"), state.get("malformed")
+        lines = state.get("malformed_lines")
+        if self._fd is not None or self._closed or self.generation:
+            return False
+        if not all(x.__class__ is int and x >= 0 for x in (off, line_no, bad)):
+            return False
+        if lines.__class__ is not list or not all(
+            x.__class__ is list and len(x) == 3 and [type(y) for y in x] == [int, str, str]
+            for x in lines
+        ):
+            return False
+        try:
+            self._open()
+            assert self._fd is not None
+            if os.fstat(self._fd).st_size < off or not same(self._fd, off):
+                self._close_fd()
+                return False
+        except OSError:
+            self._close_fd()
+            return False
+        self._off, self.line_no, self.malformed = off, line_no, bad
+        self.malformed_lines.extend(Malformed(*x) for x in lines)
+        return True
 
     def _open(self) -> None:
         fd = os.open(self.path, os.O_RDONLY)
