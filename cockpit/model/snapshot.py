@@ -4,8 +4,7 @@ reads a few hundred KiB instead of parsing every line of events.jsonl again.
 The snapshot is the run model as a replay of the first `offset` bytes of
 events.jsonl (and of system.jsonl) left it, before anything of this machine (a
 sample, a health check) was added. events.jsonl stays the truth: the snapshot
-names the bytes it covers and keeps hashes of them (both ends and blocks spread
-between), the run directory it was made in and a fingerprint of the code that
+names the bytes it covers and keeps a hash of them, the run directory it was made in and a fingerprint of the code that
 made it. When any of these does not match, or the file does not parse into a
 well-formed model, it is ignored and the history is replayed from the start
 (and the snapshot written again). A replay then reads only what was written
@@ -43,8 +42,7 @@ if TYPE_CHECKING:
 NAME = "events.idx"
 FORMAT = 1
 MIN_BYTES = 4 << 20  # a replay that read less than this leaves no snapshot (it is quick anyway)
-HASH_ENDS = 64 << 10  # bytes hashed at each end of a covered prefix
-PROBES, PROBE_BYTES = 16, 4096  # and blocks spread between (a change in the middle)
+HASH_CHUNK = 8 << 20  # bytes hashed a read
 MAX_BYTES = 64 << 20  # a bigger events.idx is not ours: not read
 
 _CLASSES: dict[str, type] = {c.__name__: c for c in (AlertRecord, CheckpointInfo, Figures)}
@@ -69,19 +67,17 @@ def fingerprint() -> str:
 
 
 def digest(fd: int, n: int) -> str:
-    """A hash of the first n bytes of a file: its ends, and blocks spread between."""
-    h = hashlib.sha256(str(n).encode())
-    spans = [(0, min(n, HASH_ENDS)), (max(0, n - HASH_ENDS), n)]
-    if n > 2 * HASH_ENDS:
-        step = (n - 2 * HASH_ENDS) // (PROBES + 1)
-        spans += [
-            (HASH_ENDS + k * step, HASH_ENDS + k * step + PROBE_BYTES) for k in range(1, PROBES + 1)
-        ]
-    for a, b in spans:
-        data = os.pread(fd, b - a, a)
-        if len(data) != b - a:
+    """A hash of the first n bytes of a file, every one of them: a change anywhere in
+    what a snapshot covers makes it stale (200 MiB hash in a fraction of a second,
+    where parsing them takes seconds)."""
+    h = hashlib.sha1(str(n).encode(), usedforsecurity=False)
+    off = 0
+    while off < n:
+        data = os.pread(fd, min(HASH_CHUNK, n - off), off)
+        if not data:
             raise OSError("the file is shorter than it was")
         h.update(data)
+        off += len(data)
     return h.hexdigest()
 
 
@@ -263,8 +259,9 @@ def restore(m: RunModel, run_dir: Path, follower: EventsFollower) -> int:
 
 
 def usable(run_dir: Path) -> bool:
-    """Whether a snapshot looks current (its header and hashes only, not its model):
-    a display that has one skips the quick preview, the replay being as quick."""
+    """Whether a snapshot looks current, from its header and the files' sizes (the
+    hashes are checked by restore()): a display that has one skips the quick
+    preview, the replay being as quick."""
     run_dir = Path(run_dir)
     try:
         p = _path(run_dir)
@@ -275,10 +272,11 @@ def usable(run_dir: Path) -> bool:
             return False
         if d.get("code") != fingerprint() or d.get("run_dir") != str(run_dir.resolve()):
             return False
-        ev, sy = d["events"], d["system"]
-        return _matches(run_dir / "events.jsonl", ev["offset"], ev["digest"]) and _matches(
-            run_dir / "system.jsonl", sy["offset"], sy["digest"]
-        )
+        for name, part in (("events.jsonl", d["events"]), ("system.jsonl", d["system"])):
+            off = part["offset"]
+            if off.__class__ is not int or off and (run_dir / name).stat().st_size < off:
+                return False
+        return True
     except (OSError, ValueError, TypeError, KeyError, AttributeError, orjson.JSONDecodeError):
         return False
 
