@@ -24,6 +24,7 @@ from cockpit.session import Session
 
 REPLAY_BATCH = 2 << 20  # bytes of events a replay batch reads (~10k steps; bounds memory)
 LOG_LINES_SHOWN = 500  # the newest log lines a view carries
+POLL_S = 0.05  # how often the events file is looked at while waiting
 
 COMMANDS = {
     "save": (signal.SIGUSR1, "asked the trainer to save a checkpoint now (SIGUSR1)"),
@@ -43,7 +44,7 @@ class Pump:
         session: Session,
         *,
         clock: Callable[[], float] = time.time,
-        min_tick_s: float = 0.2,
+        min_tick_s: float = 0.1,
         clock_s: float = 1.0,
     ):
         self.session = session
@@ -86,6 +87,9 @@ class Pump:
         cancelled: Callable[[], bool],
     ) -> None:
         s = self.session
+        # a stat() each 50 ms: the pump ticks at its own pace anyway, and inotify's
+        # threads would wake for every line a fast trainer writes
+        s.follower.use_polling(POLL_S)
         preview = s.preview()
         shown = [0.0]
 
