@@ -96,7 +96,8 @@ class Pump:
         def progress(done: int, total: int) -> bool:
             if cancelled():
                 return False
-            if time.monotonic() - shown[0] >= 0.25:  # a partial picture while it loads
+            # a partial picture while it loads (not at the end: the whole one comes next)
+            if done < total and time.monotonic() - shown[0] >= 0.25:
                 shown[0] = time.monotonic()
                 self.log.poll()
                 post(self.build(preview or s.model, loading=done / total))
