@@ -209,8 +209,8 @@ class RunModel:
         if self.t_first is None:
             self.t_first = float(ts[0])
         cols = {k: _column([ev.get(k) for ev in evs]) for k in STEP_CURVES}
-        for k, ys in cols.items():
-            getattr(self, k).extend(steps, ys)
+        for k, col in cols.items():
+            getattr(self, k).extend(steps, col)
         self.step_t.extend(steps, ts)
         loss = cols["loss"]
         loss = loss[np.isfinite(loss)]
@@ -231,8 +231,8 @@ class RunModel:
                 if len(recent) >= keep:
                     break
         self.recent_step_ms.extend(reversed(recent))
-        k = self.step_times.maxlen or len(evs)
-        self.step_times.extend(zip(ts[-k:].tolist(), [ev["step"] for ev in evs[-k:]], strict=True))
+        n = self.step_times.maxlen or len(evs)
+        self.step_times.extend(zip(ts[-n:].tolist(), [ev["step"] for ev in evs[-n:]], strict=True))
         for ev in reversed(evs):
             if tokens := ev.get("tokens"):
                 self.tokens = tokens

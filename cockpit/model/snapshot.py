@@ -110,7 +110,7 @@ def _enc(x: Any) -> Any:
                            *(_enc(v) for v in (x.xs, x.lo, x.hi, x.last, tx, ty))]}  # fmt: skip
     if isinstance(x, Path):
         return {"$path": str(x)}
-    if x.__class__.__name__ in _CLASSES and _CLASSES[x.__class__.__name__] is x.__class__:
+    if isinstance(x, AlertRecord | CheckpointInfo | Figures):
         fs = {f.name: _enc(getattr(x, f.name)) for f in dataclasses.fields(x)}
         return {"$dc": x.__class__.__name__, "f": fs}
     raise TypeError(f"no snapshot of a {type(x).__name__}")
