@@ -26,7 +26,7 @@ REPLAY_BATCH = 2 << 20  # bytes of events a replay batch reads (~10k steps; boun
 LOG_LINES_SHOWN = 500  # the newest log lines a view carries
 POLL_S = 0.05  # how often the events file is looked at while the trainer writes
 POLL_IDLE_S = 0.25  # and once it has been quiet for BUSY_S
-BUSY_S = 2.0
+BUSY_S = 0.5  # under a trainer's heartbeat spacing: heartbeats alone are quiet
 
 COMMANDS = {
     "save": (signal.SIGUSR1, "asked the trainer to save a checkpoint now (SIGUSR1)"),
@@ -46,7 +46,7 @@ class Pump:
         session: Session,
         *,
         clock: Callable[[], float] = time.time,
-        min_tick_s: float = 0.1,
+        min_tick_s: float = 0.12,
         clock_s: float = 1.0,
     ):
         self.session = session
