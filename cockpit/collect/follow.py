@@ -111,6 +111,7 @@ class EventsFollower:
         self._sig: tuple | None = None  # the path's (ino, size, mtime) at the last poll
         self._flag = threading.Event()
         self._observer: BaseObserver | None = None
+        self.notify = notify  # made to use notifications (use_polling may pause them)
         self._want_observer = notify
         self._closed = False
         if notify:
@@ -348,6 +349,12 @@ class EventsFollower:
         self._want_observer = False
         self._stop_observer()
         self.notify_mode = "polling"
+
+    def use_notify(self) -> None:
+        """Back to notifications (when the follower was made with them): for a quiet
+        file, where one wake per change costs less than stat() on a clock."""
+        if self.notify and not self._closed and self._observer is None:
+            self._want_observer = True  # wait() starts it
 
     def _stop_observer(self) -> None:
         obs, self._observer = self._observer, None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import queue
 import signal
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,9 +25,9 @@ from cockpit.session import Session
 
 REPLAY_BATCH = 2 << 20  # bytes of events a replay batch reads (~10k steps; bounds memory)
 LOG_LINES_SHOWN = 500  # the newest log lines a view carries
-POLL_S = 0.05  # how often the events file is looked at while the trainer writes
-POLL_IDLE_S = 0.25  # and once it has been quiet for BUSY_S
-BUSY_S = 0.5  # under a trainer's heartbeat spacing: heartbeats alone are quiet
+POLL_S = 0.05  # how often the events file is looked at while the trainer writes fast
+BUSY_S = 1.0  # fast: 3 changes seen within this long (heartbeats alone never are)
+QUIET_S = 3.0  # and no change for this long: back to notifications
 
 COMMANDS = {
     "save": (signal.SIGUSR1, "asked the trainer to save a checkpoint now (SIGUSR1)"),
@@ -58,7 +59,7 @@ class Pump:
         self.final: RunView | None = None  # the first view posted once finished
         self._cmds: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._last_tick = 0.0
-        self._changed = 0.0  # when the events file was last seen changing
+        self._changes: deque[float] = deque(maxlen=3)  # when the events file last changed
 
     def submit(self, cmd: str) -> None:
         """Queue a command for the loop: save | stop | kill | dump. Thread-safe."""
@@ -90,9 +91,6 @@ class Pump:
         cancelled: Callable[[], bool],
     ) -> None:
         s = self.session
-        # a stat() each 50 ms: the pump ticks at its own pace anyway, and inotify's
-        # threads would wake for every line a fast trainer writes
-        s.follower.use_polling(POLL_S)
         preview = s.preview()
         shown = [0.0]
 
@@ -167,18 +165,30 @@ class Pump:
                 return
             # a wait as long as it may be (commands and cancelling wake it): fewer wakes
             # while a run idles (0.9% of a core, was 1.2% with a wake each 0.1 s)
-            # looked at every 50 ms while the trainer writes, every 250 ms once it is
-            # quiet (an eval, a stall): a first step after a pause shows a little later
-            busy = time.monotonic() - self._changed < BUSY_S
-            f.poll_every_s = POLL_S if busy else POLL_IDLE_S
+            self._watch_mode()
             if not self.finished and f.wait(left):
-                self._changed = time.monotonic()
+                self._changes.append(time.monotonic())
                 rest = self._last_tick + self.min_tick_s - time.monotonic()
                 if rest > 0:
                     time.sleep(rest)
                 return
             if self.finished:
                 time.sleep(min(left, 0.1))
+
+    def _watch_mode(self) -> None:
+        """While the trainer writes lines by the dozen a second, look at the file by
+        stat() every 50 ms: the pump ticks at its own pace anyway, and inotify's
+        three watchdog threads would wake for every line (2.3% of a core at 50 lines
+        a second). Once it has been quiet a few seconds (an eval, heartbeats only),
+        notifications again: a quiet file costs them nothing."""
+        f, now = self.session.follower, time.monotonic()
+        busy = len(self._changes) == self._changes.maxlen and now - self._changes[0] < BUSY_S
+        if busy and f.notify_mode == "watchdog":
+            f.use_polling(POLL_S)
+        elif f.notify_mode == "polling" and (
+            not self._changes or now - self._changes[-1] > QUIET_S
+        ):
+            f.use_notify()
 
     def _post(self, post: Callable[[RunView], object], m: RunModel) -> None:
         v = self.build(m)
