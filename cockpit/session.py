@@ -30,8 +30,9 @@ from cockpit.collect.follow import EventsFollower
 from cockpit.collect.gpu import GpuSampler
 from cockpit.collect.ranks import RankReader, running_pids
 from cockpit.collect.sampling import ProcessSampler
-from cockpit.collect.system import SystemSampler, system_lines, without_threads
+from cockpit.collect.system import SystemSampler, without_threads
 from cockpit.fmt import clean
+from cockpit.model import snapshot
 from cockpit.model.curve import Curve
 from cockpit.model.health import EXIT_CODE_WAIT_S, Health, HealthConfig
 from cockpit.model.runmodel import ENDED, RunModel
@@ -100,7 +101,13 @@ class Session:
         `progress(bytes read, bytes in the file)` is called after each batch; when it
         returns False the replay stops there (a display closing) and this returns False."""
         m, n = self.model, 0
-        samples = system_lines(self.run_dir / "system.jsonl")
+        # a snapshot of this history (events.idx): only what was written after it is read
+        covered = (
+            snapshot.restore(m, self.run_dir, self.follower) if not self.follower.offset else 0
+        )
+        start = self.follower.offset
+        sys_reader = JsonlReader(self.run_dir / "system.jsonl", offset=covered)
+        samples = (d for d in sys_reader if isinstance(d.get("t"), int | float))
         pending = next(samples, None)
         try:
             size = (self.run_dir / "events.jsonl").stat().st_size
@@ -108,7 +115,11 @@ class Session:
             size = 0
         while True:
             evs = self.follower.poll(batch_bytes)
-            ts = [t if isinstance(t := e.get("t"), int | float) else 0.0 for e in evs]
+            ts = (
+                [t if isinstance(t := e.get("t"), int | float) else 0.0 for e in evs]
+                if pending is not None
+                else []
+            )
             i = 0
             while i < len(evs):
                 # the events up to the next system sample go in bulk, then the sample
@@ -132,6 +143,9 @@ class Session:
             m.feed_system(pending)
             pending = next(samples, None)
         self.replayed_events = n
+        snapshot.store(
+            m, self.run_dir, self.follower, sys_reader.offset, self.follower.offset - start
+        )
         self._find_trainer()
         self._check_process(time.time())
         if self.notices is not None:
@@ -148,8 +162,8 @@ class Session:
             size = path.stat().st_size
         except OSError:
             return None
-        if size < PREVIEW_BYTES:
-            return None
+        if size < PREVIEW_BYTES or snapshot.usable(self.run_dir):
+            return None  # short, or a snapshot makes the replay as quick
         m = RunModel(run_dir=self.run_dir, run_id=self.run_dir.name)
         head = next(iter(JsonlReader(path, max_line_bytes=1 << 20)), None)  # run_start
         evs = [d for d in [head, *tail_objects(path, PREVIEW_TAIL_BYTES)] if d is not None]

@@ -7,6 +7,10 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # -----------------------------------------------------------------------------
 # a bounded curve that keeps its extremes
@@ -72,7 +76,9 @@ class Curve(Extremes):
         if len(self.xs) > self.cap:
             self._halve()
 
-    def extend(self, xs: Sequence[float], ys: Sequence[float | None]) -> None:
+    def extend(
+        self, xs: Sequence[float] | np.ndarray, ys: Sequence[float | None] | np.ndarray
+    ) -> None:
         """Add many points at once: the same buckets as `add` called for each point, in
         whole-bucket numpy slices (a million-step history loads in milliseconds)."""
         import numpy as np  # lazy: only a long curve's resample needs it

@@ -24,6 +24,8 @@ from cockpit.model.curve import Curve
 from cockpit.model.records import AlertRecord, CheckpointInfo, main_thread_cpu  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from cockpit.collect.ckwatch import CkptState
     from cockpit.collect.ranks import RanksSnapshot
 
@@ -43,6 +45,24 @@ GPU_HIST = ("util_pct", "mem_used_mib", "temp_c", "power_w", "proc_mem_mib")
 
 def _f(x: object) -> float | None:
     return float(x) if isinstance(x, int | float) else None
+
+
+_NUMBERS = frozenset((float, int, type(None)))
+
+
+def _column(values: list, missing: float = math.nan) -> np.ndarray:
+    """_f of every value as a float array (None: `missing`), in one numpy call when
+    they are all plain numbers or None (numpy would read a string as a number: those,
+    and bools, take the slow path)."""
+    import numpy as np
+
+    if set(map(type, values)) <= _NUMBERS:
+        a = np.array(values, dtype=float)
+        if missing == missing and (nan := np.isnan(a)).any():
+            a[nan & np.array([v is None for v in values])] = missing
+        return a
+    out = [_f(v) for v in values]
+    return np.array([missing if v is None else v for v in out], dtype=float)
 
 
 # -----------------------------------------------------------------------------
@@ -179,32 +199,51 @@ class RunModel:
             self._steps(run)
 
     def _steps(self, evs: list[dict]) -> None:
+        """A run of step events (each with an int step): the state feed() gives, with
+        every column taken as a numpy array (a million-step replay is mostly this)."""
         if len(evs) < 8:
             for ev in evs:
                 self.feed(ev)
             return
+        import numpy as np  # lazy: a short run's display never needs it
+
         now = time.time()
-        ts = [t if isinstance(t := ev.get("t"), int | float) else now for ev in evs]
-        steps = [ev["step"] for ev in evs]
+        ts = _column([ev.get("t") for ev in evs], now)
+        steps = np.array([ev["step"] for ev in evs], dtype=float)
         if self.t_first is None:
-            self.t_first = ts[0]
-        col = {k: [_f(ev.get(k)) for ev in evs] for k in STEP_CURVES}
-        for k, ys in col.items():
-            getattr(self, k).extend(steps, ys)
+            self.t_first = float(ts[0])
+        cols = {k: _column([ev.get(k) for ev in evs]) for k in STEP_CURVES}
+        for k, col in cols.items():
+            getattr(self, k).extend(steps, col)
         self.step_t.extend(steps, ts)
+        loss = cols["loss"]
+        loss = loss[np.isfinite(loss)]
         ema = self.loss_ema
-        for y in col["loss"]:
-            if y is not None and math.isfinite(y):
-                ema = y if ema is None else 0.9 * ema + 0.1 * y
+        if len(loss):
+            ys = loss.tolist()
+            if ema is None:
+                ema, ys = ys[0], ys[1:]
+            for y in ys:
+                ema = 0.9 * ema + 0.1 * y
         self.loss_ema = ema
-        self.recent_step_ms.extend(ms for ms in col["step_ms"] if ms is not None)
-        self.step_times.extend(zip(ts[-240:], steps[-240:], strict=True))
-        for ev in evs:
-            if ev.get("tokens"):
-                self.tokens = ev["tokens"]
+        recent: list[float] = []  # the newest step_ms figures (a deque keeps this many)
+        keep = self.recent_step_ms.maxlen or len(evs)
+        for ev in reversed(evs):
+            ms = ev.get("step_ms")
+            if isinstance(ms, int | float):
+                recent.append(float(ms))
+                if len(recent) >= keep:
+                    break
+        self.recent_step_ms.extend(reversed(recent))
+        n = self.step_times.maxlen or len(evs)
+        self.step_times.extend(zip(ts[-n:].tolist(), [ev["step"] for ev in evs[-n:]], strict=True))
+        for ev in reversed(evs):
+            if tokens := ev.get("tokens"):
+                self.tokens = tokens
+                break
         last = evs[-1]
         self.step, self.last, self.epoch = last["step"], last, last.get("epoch") or 0
-        self.t_last_step = self.t_last_activity = ts[-1]
+        self.t_last_step = self.t_last_activity = float(ts[-1])
         if self.status in ("waiting", "starting"):
             self.status = "running"
 

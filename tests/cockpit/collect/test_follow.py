@@ -336,6 +336,21 @@ def test_wait_notices_an_append(tmp_path, follow, notify):
     assert steps(f.poll()) == [9]
 
 
+def test_a_follower_switched_to_polling_stops_its_observer_and_still_notices(tmp_path, follow):
+    path = tmp_path / "events.jsonl"
+    write(path, step(1))
+    f = follow(path, notify=True)
+    before = {t.name for t in threading.enumerate()}
+    f.use_polling(0.02)
+    assert f.notify_mode == "polling" and f._observer is None
+    assert len({t.name for t in threading.enumerate()}) <= len(before)
+    assert steps(f.poll()) == [1]
+    when = _append_later(path, 0.2)
+    assert f.wait(3.0) is True
+    assert time.monotonic() - when["t"] < 0.5  # a stat each 20 ms (a busy machine: margin)
+    assert steps(f.poll()) == [9]
+
+
 def test_observer_that_cannot_start_falls_back_to_polling(tmp_path, follow, monkeypatch):
     import cockpit.collect.follow as F
 

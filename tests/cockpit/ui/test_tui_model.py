@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+import time
 
 import pytest
 
@@ -81,6 +82,35 @@ def test_feed_all_equals_feeding_one_event_at_a_time():
     assert list(a.step_times) == list(b.step_times)
 
 
+def test_feed_all_equals_one_at_a_time_with_odd_values():
+    """Strings, bools, NaN and missing figures in step events read the same in bulk."""
+    rng = random.Random(3)
+    odd = [None, "1.5", True, False, float("nan"), float("inf"), 2, 0, [1], {"a": 1}, 3.25]
+    evs = []
+    for i in range(1, 3000):
+        e = {"type": "step", "step": i, "t": rng.choice([100.0 + i, None, "x", 100.0 + i])}
+        for k in ("loss", "lr", "tokens_per_s", "step_ms", "mfu", "tokens", "epoch"):
+            if rng.random() < 0.9:
+                e[k] = rng.choice(odd) if rng.random() < 0.3 else rng.random() * 3
+        evs.append(e)
+        if i % 500 == 0:
+            evs.append({"type": "eval", "step": i, "val_loss": 1.0, "t": 100.0 + i})
+    a, b = RunModel(), RunModel()
+    for e in evs:
+        a.feed(e)
+    b.feed_all(evs)
+    for name in ("loss", "lr", "tokens_per_s", "step_ms", "mfu", "val_loss"):
+        ca, cb = getattr(a, name), getattr(b, name)
+        assert [getattr(ca, s) for s in CURVE_STATE] == [getattr(cb, s) for s in CURVE_STATE]
+        assert [(x, y) for x, y in ca.tail] == [(x, y) for x, y in cb.tail]
+    for f in ("step", "epoch", "tokens", "loss_ema", "status", "n_evals", "last"):
+        assert getattr(a, f) == getattr(b, f), f
+    assert [e["train_loss_ema"] for e in a.evals] == [e["train_loss_ema"] for e in b.evals]
+    assert str(list(a.recent_step_ms)) == str(list(b.recent_step_ms))  # NaN == NaN as text
+    # a step without a time is stamped when fed: the ones with times agree
+    assert [s for _, s in a.step_times] == [s for _, s in b.step_times]
+
+
 def _write_run(d, n: int) -> list[float]:
     d.mkdir(parents=True)
     rng = random.Random(1)
@@ -122,7 +152,8 @@ def test_preview_of_a_long_history_then_the_replay(tmp_path, monkeypatch):
         ]
     finally:
         s.close()
-    # a replay that is told to stop, stops
+    # a replay that is told to stop, stops (a replay from the start: no snapshot)
+    (d / "events.idx").unlink()
     s2 = Session(d, None, notify=False)
     try:
         assert s2.replay(progress=lambda done, total: False, batch_bytes=1 << 20) is False
@@ -130,6 +161,50 @@ def test_preview_of_a_long_history_then_the_replay(tmp_path, monkeypatch):
         assert Session(tmp_path / "none", None, notify=False).preview() is None
     finally:
         s2.close()
+
+
+def _pump_views(d) -> list:
+    views: list = []
+    pump = Pump(Session(d, None, notify=False), clock=frozen)
+    pump.run(views.append, lambda text, level: None, lambda: pump.final is not None)
+    return views
+
+
+def test_the_history_says_it_is_loading_until_it_is_all_in(tmp_path, monkeypatch):
+    from cockpit.model import snapshot
+    from cockpit.ui import pump as pump_mod
+
+    d = tmp_path / "long"
+    _write_run(d, 10_000)
+    monkeypatch.setattr(session_mod, "PREVIEW_BYTES", 1 << 20)
+    monkeypatch.setattr(session_mod, "PREVIEW_TAIL_BYTES", 64 << 10)
+    monkeypatch.setattr(pump_mod, "REPLAY_BATCH", 128 << 10)
+    monkeypatch.setattr(snapshot, "MIN_BYTES", 512 << 10)
+    monkeypatch.setattr(time, "monotonic", _fast_clock())  # a progress view per batch
+    first = _pump_views(d)
+    loading = [v.loading for v in first]
+    # the preview at once (the newest step, the whole loss curve), then the replay's progress
+    assert first[0].loading == 0.0 and first[0].figures.step == 10_000
+    assert first[0].curve("loss").maximum == 50.0
+    i = loading.index(None)
+    assert i > 2 and loading[1:i] == sorted(loading[1:i]) and all(x is None for x in loading[i:])
+    assert (d / snapshot.NAME).exists()
+    # opened again: its events.idx gives the whole history in the first view
+    again = _pump_views(d)
+    assert again[0].loading is None and again[0].figures == first[-1].figures
+    assert again[0].curve("loss") == first[-1].curve("loss")
+
+
+def _fast_clock():
+    """time.monotonic, a second later at every call (the pump shows progress at most
+    every 0.25 s)."""
+    t = [time.monotonic()]
+
+    def tick() -> float:
+        t[0] += 1.0
+        return t[0]
+
+    return tick
 
 
 def test_log_tail_follows_appends_partial_lines_and_truncation(tmp_path):
