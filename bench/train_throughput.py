@@ -188,7 +188,15 @@ def main():
         default=True,
         help="also run nanoGPT's own train.py (bench/third_party/nanogpt)",
     )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        help="OMP_NUM_THREADS for every run (on a busy shared box 1 keeps the threads' "
+        "barrier waits out of the comparison)",
+    )
     a = ap.parse_args()
+    if a.threads:
+        os.environ["OMP_NUM_THREADS"] = str(a.threads)  # inherited by every subprocess
 
     from core.model import GPT, GPTConfig
 
@@ -209,7 +217,8 @@ def main():
     per_round: dict[str, list[float]] = {k: [] for k in ("step", "wall", "compile", "nanoGPT")}
     peak = None
     med = statistics.median
-    print(f"load average at start {os.getloadavg()[0]:.1f}", flush=True)
+    threads = os.environ.get("OMP_NUM_THREADS", "torch's default")
+    print(f"load average at start {os.getloadavg()[0]:.1f}, threads {threads}", flush=True)
     with tempfile.TemporaryDirectory() as tmp_:
         tmp = Path(tmp_)
         data = nanogpt_data(tmp) if a.nanogpt else None
