@@ -5,7 +5,9 @@ tied embeddings, GPT-2's init, fused AdamW (betas 0.9/0.95, decay on every
 matrix), gradient clipping at 1.0, fp32, a `loss.item()` every step. So the
 ratio bench/train_throughput.py prints measures the engine around the model
 (data feeding, bookkeeping, events, signal and checkpoint checks), not design
-choices. Prints one JSON line per step: {"step", "step_ms", "t" (its start, perf_counter)}.
+choices. `--model core` runs the core's own model module (core.model.GPT, its
+param groups) in the same plain loop instead: then the ratio is the engine alone,
+with not even the model's implementation differing. Prints one JSON line per step: {"step", "step_ms", "t" (its start, perf_counter)}.
 
     python bench/reference_gpt.py --steps 30 --n_layer 4 --n_head 4 --n_embd 256 --context 256 --batch 16 --vocab 8192
 """
@@ -83,12 +85,23 @@ def main():
         steps=30, n_layer=4, n_head=4, n_embd=256, context=256, batch=16, vocab=8192, lr=3e-3
     ).items():
         ap.add_argument(f"--{k}", type=type(v), default=v)
+    ap.add_argument("--model", choices=("plain", "core"), default="plain")
     a = ap.parse_args()
     torch.manual_seed(0)
-    model = GPT(a.vocab, a.context, a.n_layer, a.n_head, a.n_embd)
-    opt = torch.optim.AdamW(
-        model.parameters(), lr=a.lr, betas=(0.9, 0.95), weight_decay=0.01, fused=True
-    )
+    if a.model == "core":
+        import sys
+        from pathlib import Path
+
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from core.model import GPT as CoreGPT
+        from core.model import GPTConfig, param_groups
+
+        model = CoreGPT(GPTConfig(a.vocab, a.context, a.n_layer, a.n_head, a.n_embd))
+        params = param_groups(model, 0.01)
+    else:
+        model = GPT(a.vocab, a.context, a.n_layer, a.n_head, a.n_embd)
+        params = model.parameters()
+    opt = torch.optim.AdamW(params, lr=a.lr, betas=(0.9, 0.95), weight_decay=0.01, fused=True)
     data = torch.randint(0, a.vocab, (a.batch * 64, a.context + 1))
     print(json.dumps({"n_params": sum(p.numel() for p in model.parameters())}), flush=True)
     for step in range(1, a.steps + 1):

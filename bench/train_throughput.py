@@ -10,6 +10,8 @@ Two comparisons, each named by what it measures:
   the same model. Figures: ms per step (each side's own step timer) and tokens per
   wall-clock second (the time between consecutive steps, which holds everything
   the loop does besides the step: events, progress, signal and checkpoint checks).
+- core vs its own model in a plain loop: reference_gpt.py --model core runs
+  core.model.GPT itself in the same plain loop: the engine alone.
 - core vs nanoGPT: nanoGPT's own train.py (vendored unchanged under
   bench/third_party/nanogpt, MIT), run as a new user would, as a subprocess with its
   command-line overrides at the same shape on CPU (fp32, no compile), on a
@@ -83,9 +85,10 @@ def core_run(
     return ms, gaps, env["peak_flops"]
 
 
-def reference_run(steps: int) -> tuple[list[float], list[float], int]:
+def reference_run(steps: int, model: str = "plain") -> tuple[list[float], list[float], int]:
     """(step_ms per step, wall ms between consecutive steps, parameters)."""
     cmd = [sys.executable, str(ROOT / "bench" / "reference_gpt.py"), "--steps", str(steps)]
+    cmd += ["--model", model]
     for k, v in SHAPE.items():
         cmd += [f"--{k}", str(v)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()
@@ -207,14 +210,12 @@ def main():
     )
     core_fpt = core_model.flops_per_token()
     tokens = SHAPE["batch"] * SHAPE["context"]
-    step_ms: dict[str, list[float]] = {"reference": [], "core": [], "core+compile": []}
-    wall_ms: dict[str, list[float]] = {
-        "reference": [],
-        "core": [],
-        "core+compile": [],
-        "nanoGPT": [],
+    names = ("reference", "core model, plain loop", "core", "core+compile", "nanoGPT")
+    step_ms: dict[str, list[float]] = {k: [] for k in names}
+    wall_ms: dict[str, list[float]] = {k: [] for k in names}
+    per_round: dict[str, list[float]] = {
+        k: [] for k in ("step", "wall", "engine", "engine wall", "compile", "nanoGPT")
     }
-    per_round: dict[str, list[float]] = {k: [] for k in ("step", "wall", "compile", "nanoGPT")}
     peak = None
     med = statistics.median
     threads = os.environ.get("OMP_NUM_THREADS", "torch's default")
@@ -224,7 +225,12 @@ def main():
         data = nanogpt_data(tmp) if a.nanogpt else None
         for r in range(a.rounds):
             f, fg, ref_params = reference_run(a.steps)
+            e, eg, _ = reference_run(a.steps, "core")
             c, g, peak = core_run(a.steps, tmp)
+            step_ms["core model, plain loop"] += e
+            wall_ms["core model, plain loop"] += eg
+            per_round["engine"].append(med(e) / med(c))
+            per_round["engine wall"].append(med(eg) / med(g))
             step_ms["reference"] += f
             wall_ms["reference"] += fg
             step_ms["core"] += c
@@ -234,7 +240,9 @@ def main():
             line = (
                 f"round {r + 1}: reference {med(f):.1f} ms/step ({med(fg):.1f} wall), "
                 f"core {med(c):.1f} ({med(g):.1f} wall): {per_round['step'][-1]:.3f}x step, "
-                f"{per_round['wall'][-1]:.3f}x wall"
+                f"{per_round['wall'][-1]:.3f}x wall; core model in the plain loop {med(e):.1f} "
+                f"({med(eg):.1f} wall): core {per_round['engine'][-1]:.3f}x step, "
+                f"{per_round['engine wall'][-1]:.3f}x wall"
             )
             if a.compile:
                 cc, cg, _ = core_run(a.steps, tmp, compile_=True)
@@ -254,7 +262,7 @@ def main():
         return ", ".join(f"{x:.3f}" for x in per_round[k])
 
     print(f"medians over {a.rounds} rounds x {a.steps - WARMUP} steps, fp32 CPU:")
-    for name in ("reference", "core", "core+compile", "nanoGPT"):
+    for name in names:
         ms, wl = step_ms.get(name, []), wall_ms[name]
         if not wl:
             continue
@@ -264,10 +272,16 @@ def main():
             if ms and peak
             else " " * 26
         )
-        print(f"{name:>13}: {step}  {tokens / (med(wl) / 1000):7,.0f} tokens per wall second")
+        print(f"{name:>22}: {step}  {tokens / (med(wl) / 1000):7,.0f} tokens per wall second")
     print(
         f"core vs reference (same model, plain loop): step time {med(step_ms['reference']) / med(step_ms['core']):.3f}x "
         f"(rounds {rounds('step')}), tokens per wall second {med(wall_ms['core']) and med(wall_ms['reference']) / med(wall_ms['core']):.3f}x (rounds {rounds('wall')})"
+    )
+    print(
+        f"core vs its own model in a plain loop (the engine alone): step time "
+        f"{med(step_ms['core model, plain loop']) / med(step_ms['core']):.3f}x (rounds {rounds('engine')}), "
+        f"tokens per wall second {med(wall_ms['core model, plain loop']) / med(wall_ms['core']):.3f}x "
+        f"(rounds {rounds('engine wall')})"
     )
     if per_round["compile"]:
         print(
