@@ -4,9 +4,11 @@
 
 Parse: each format's lines (made with the trainers' own print formats, numbers
 varying line to line) through an Adapter with the format given, 3 times, best
-and median: `feed` alone (str lines), and the whole path a wrapped run takes
-(bytes read from stdout.log: \\r -> \\n, split, decode, feed). The target is
-200k lines/s for every adapter.
+and median: `feed` alone (str lines); bytes to events (bytes read from
+stdout.log: \\r -> \\n, split, decode, feed: parsing only); and the whole path a
+wrapped run takes, bytes to events.jsonl (the same, then each event typed with
+event_dict, encoded with orjson and appended to a file in one write per 64 KiB
+read, as cockpit.wrap.wrapped does). The target is 200k lines/s for every adapter.
 
 Live: launch_wrapped on a script printing nanoGPT lines at --rate lines/s
 (on a schedule, not a sleep after each print) for --live-s seconds; the
@@ -27,7 +29,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import orjson  # noqa: E402
+
 from cockpit.wrap.adapters import Adapter  # noqa: E402
+from cockpit.wrap.adapters.runinfo import event_dict  # noqa: E402
 from cockpit.wrap.wrapped import launch_wrapped  # noqa: E402
 from core.events import read_events  # noqa: E402
 
@@ -88,6 +93,30 @@ def parse_bytes(fmt: str, data: bytes) -> tuple[float, int]:
             evs = feed(raw.decode("utf-8", "replace"))
             if evs:
                 n += len(evs)
+    return time.perf_counter() - t0, n
+
+
+def parse_write(fmt: str, data: bytes, out: Path) -> tuple[float, int]:
+    """The whole path: 64 KiB reads, parsed, each event typed, encoded and written."""
+    a = Adapter(fmt.split("+")[0])
+    feed, n = a.feed, 0
+    t0 = time.perf_counter()
+    with open(out, "wb") as f:
+        tail = b""
+        for i in range(0, len(data) + 1, 65536):
+            chunk = tail + data[i : i + 65536].replace(b"\r", b"\n")
+            if i + 65536 >= len(data):
+                chunk, tail = chunk + b"\n", b""
+            *whole, tail = chunk.split(b"\n")
+            buf = []
+            for raw in whole:
+                if raw:
+                    for ev in feed(raw.decode("utf-8", "replace")) or ():
+                        d, _ = event_dict(ev, t0)
+                        if d is not None:
+                            buf.append(orjson.dumps(d) + b"\n")
+                            n += 1
+            f.write(b"".join(buf))
     return time.perf_counter() - t0, n
 
 
@@ -155,18 +184,22 @@ def main() -> None:
     for fmt in fmts:
         lines = corpus(fmt, args.lines)
         data = "\n".join(lines).encode()
-        feed_t, byte_t = [], []
-        for _ in range(3):
-            dt, n = parse_feed(fmt, lines)
-            feed_t.append(dt)
-            dt2, n2 = parse_bytes(fmt, data)
-            byte_t.append(dt2)
-        assert n == n2 and n > 0, (fmt, n, n2)
+        feed_t, byte_t, whole_t = [], [], []
+        with tempfile.TemporaryDirectory() as tmp:
+            for _ in range(3):
+                dt, n = parse_feed(fmt, lines)
+                feed_t.append(dt)
+                dt2, n2 = parse_bytes(fmt, data)
+                byte_t.append(dt2)
+                dt3, n3 = parse_write(fmt, data, Path(tmp) / "events.jsonl")
+                whole_t.append(dt3)
+        assert n == n2 == n3 and n > 0, (fmt, n, n2, n3)
         L = len(lines)
         print(
             f"{fmt:<18} {L} lines -> {n} events: feed {L / min(feed_t):>9,.0f} lines/s best, "
-            f"{L / statistics.median(feed_t):>9,.0f} median; from bytes {L / min(byte_t):>9,.0f} "
-            f"best, {L / statistics.median(byte_t):>9,.0f} median"
+            f"{L / statistics.median(feed_t):>9,.0f} median; bytes to events {L / min(byte_t):>9,.0f} "
+            f"best, {L / statistics.median(byte_t):>9,.0f} median; whole path to events.jsonl "
+            f"{L / min(whole_t):>9,.0f} best, {L / statistics.median(whole_t):>9,.0f} median"
         )
     if args.live_s > 0:
         live(args.live_s, args.rate)

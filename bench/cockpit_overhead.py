@@ -1,4 +1,4 @@
-"""What watching costs: the trainer's tokens/s with the headless cockpit attached
+"""What watching costs: the trainer's tokens per wall-clock second with the headless cockpit attached
 vs without, alternating in one run, and the cockpit's own CPU while it watches.
 
     python bench/cockpit_overhead.py [--rounds 5] [--steps 300]
@@ -6,8 +6,10 @@ vs without, alternating in one run, and the cockpit's own CPU while it watches.
 
 Without: `python -m core.train` alone. With: `cockpit run --headless` (which
 launches the same command under the supervisor and samples it at 1 Hz). The
-trainer's throughput is the median `tokens_per_s` of its step events after a
-warm-up; the cockpit's CPU is its user+system time over its wall time, read
+trainer's throughput is tokens per wall-clock second: the tokens trained between
+its first step event after a warm-up and its last, over the time between them
+(a step event's own `tokens_per_s` covers the step's compute only, and leaves
+out the time between steps, exactly where a watcher's cost would show); the cockpit's CPU is its user+system time over its wall time, read
 with psutil while it runs (its child, the trainer, is not counted).
 
 `--windows N` removes the run-to-run spread of this shared machine: one long
@@ -49,10 +51,16 @@ def sets(steps: int) -> list[str]:
     return out
 
 
+def wall_rate(steps: list[tuple[float, int]]) -> float:
+    """Tokens per wall-clock second over (t, tokens) step events: first to last."""
+    if len(steps) < 2 or steps[-1][0] <= steps[0][0]:
+        return math.nan
+    return (steps[-1][1] - steps[0][1]) / (steps[-1][0] - steps[0][0])
+
+
 def tokens_per_s(run_dir: Path) -> float:
     evs = [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines()]
-    tps = [e["tokens_per_s"] for e in evs if e["type"] == "step"][WARMUP:]
-    return statistics.median(tps)
+    return wall_rate([(e["t"], e["tokens"]) for e in evs if e["type"] == "step"][WARMUP:])
 
 
 def without(steps: int, tmp: Path) -> tuple[float, float]:
@@ -149,14 +157,11 @@ def windows(n: int, window_s: float, tmp: Path, tui: bool = False) -> None:
     evs = [json.loads(x) for x in (rd / "events.jsonl").read_text().splitlines()]
     if not alive:
         print(f"the trainer ended early: {evs[-1]}")
-    steps = [(e["t"], e["tokens_per_s"]) for e in evs if e["type"] == "step"]
-    med = [
-        statistics.median([v for t, v in steps if t0 <= t < t1] or [math.nan])
-        for _, t0, t1 in spans
-    ]
+    steps = [(e["t"], e["tokens"]) for e in evs if e["type"] == "step"]
+    med = [wall_rate([(t, n) for t, n in steps if t0 <= t < t1]) for _, t0, t1 in spans]
     ratios = [b / a for a, b in zip(med[0::2], med[1::2], strict=False)]
     for a, b in zip(med[0::2], med[1::2], strict=False):
-        print(f"window pair: without {a:,.0f} tok/s   with cockpit watch {b:,.0f} tok/s")
+        print(f"window pair: without {a:,.0f} tokens per wall second   with cockpit watch {b:,.0f}")
     what = "the TUI" if tui else "cockpit watch --headless"
     print(
         f"same run, {window_s:.0f} s windows, {what}: with / without = "
@@ -204,7 +209,7 @@ def main() -> None:
             )
     ratio = statistics.median(w / b for w, b in zip(watched, bare, strict=True))
     print(
-        f"trainer tokens/s with the headless cockpit / without: {ratio:.3f} (median of "
+        f"trainer tokens per wall second with the headless cockpit / without: {ratio:.3f} (median of "
         f"{args.rounds} pairs in ABBA order; target >= 0.99)"
     )
     print(

@@ -4,14 +4,20 @@ For each shape it prints generated tokens/s with and without the cache, and the
 cost of generating N tokens against one forward pass over N tokens of the same
 batch (the issue's target: greedy-generating 252 tokens for 100 prompts at 4
 layers x 256 wide, context 256, costs <= 3x one forward over 100 x 256 tokens).
-Both paths run side by side in this process; best of `--rounds`.
+Both paths run side by side in this process: each round times the forward and
+the cached generation back to back (so a load change on a shared machine hits
+both), best of `--rounds`. The load average is printed with the figures: on a
+busy box every small op of the decode waits on the threads' barrier, which a
+single long forward hardly notices, so the ratio grows with the load; with
+`--threads 1` it does not.
 
-    python bench/generate.py [--rounds 3] [--quick]
+    python bench/generate.py [--rounds 3] [--quick] [--threads N]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import torch
@@ -40,9 +46,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="the issue's shape only")
+    ap.add_argument("--threads", type=int, help="torch threads (default: torch's own)")
+    ap.add_argument(
+        "--no-uncached", action="store_true", help="skip the uncached path (minutes on a busy box)"
+    )
     a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
+    load = os.getloadavg()[0]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU, load {load:.1f}")
     print(
         f"{'shape':<22} {'cached tok/s':>13} {'uncached tok/s':>15} {'speedup':>8} {'gen/fwd cached':>15} {'gen/fwd uncached':>17}"
     )
@@ -54,10 +67,17 @@ def main() -> None:
         # forward over the same rows is what matters)
         b = max(1, B // 10)
         with torch.no_grad():
-            fwd = best(lambda m=m, x=full: m(x, targets=x), a.rounds)  # every position
+            m.generate(prompts[:b], 4)  # warm-up: the first call allocates
+            fwd, cached = float("inf"), float("inf")
+            for _ in range(a.rounds):  # alternating: the forward over every position, then gen
+                fwd = min(fwd, best(lambda m=m, x=full: m(x, targets=x), 1))
+                cached = min(cached, best(lambda m=m, x=prompts, n=n: m.generate(x, n), 1))
             fwd_b = best(lambda m=m, x=full[:b]: m(x, targets=x), a.rounds)
-            cached = best(lambda m=m, x=prompts, n=n: m.generate(x, n), a.rounds)
-            plain = best(lambda m=m, x=prompts[:b], n=n: m.generate(x, n, use_cache=False), 1)
+            plain = (
+                float("nan")
+                if a.no_uncached
+                else best(lambda m=m, x=prompts[:b], n=n: m.generate(x, n, use_cache=False), 1)
+            )
         print(
             f"{name:<22} {B * n / cached:>13,.0f} {b * n / plain:>15,.0f} "
             f"{(B * n / cached) / (b * n / plain):>7.1f}x {cached / fwd:>14.2f}x {plain / fwd_b:>16.1f}x"

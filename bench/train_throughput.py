@@ -1,17 +1,37 @@
-"""Core vs a plain PyTorch GPT loop of the same shape, alternating in one run.
+"""The engine's overhead: the core against a plain loop of the same model, alternating.
 
-    python bench/train_throughput.py [--rounds 3] [--steps 30]
+    python bench/train_throughput.py [--rounds 4] [--steps 30] [--no-compile] [--no-nanogpt]
 
-The core runs as itself (`python -m core.train`, walks data with a vocab of
-8192) and its step times are read back from its own `step` events; the
-reference (bench/reference_gpt.py) prints its own. Shape: n_layer 4, n_head 4,
-n_embd 256, context 256, batch 16, vocab 8192, fp32 on CPU. Prints tokens/s,
-ms/step and MFU for each, their ratio, and what event writing and per-step
-bookkeeping cost as a share of step time.
+Two comparisons, each named by what it measures:
+
+- core vs reference: bench/reference_gpt.py is the core's own architecture (RoPE,
+  gainless RMSNorm, no biases, tied embeddings, fused AdamW, clip 1.0) written
+  plainly as a single-file loop, so the ratio is the engine's cost or gain around
+  the same model. Figures: ms per step (each side's own step timer) and tokens per
+  wall-clock second (the time between consecutive steps, which holds everything
+  the loop does besides the step: events, progress, signal and checkpoint checks).
+- core vs its own model in a plain loop: reference_gpt.py --model core runs
+  core.model.GPT itself in the same plain loop: the engine alone.
+- core vs nanoGPT: nanoGPT's own train.py (vendored unchanged under
+  bench/third_party/nanogpt, MIT), run as a new user would, as a subprocess with its
+  command-line overrides at the same shape on CPU (fp32, no compile), on a
+  synthetic token file this bench writes. Its architecture differs (learned
+  positions, LayerNorm, foreach AdamW on CPU), so this ratio mixes design with
+  engine. nanoGPT's printed iteration time is wall time between iterations: it is
+  compared with the core's wall time between steps.
+
+The core runs as itself (`python -m core.train`, walks data with a vocab of 8192)
+and its times are read back from its own `step` events. Shape: n_layer 4, n_head 4,
+n_embd 256, context 256, batch 16, vocab 8192, fp32 on CPU. Rounds alternate the
+runs; each figure is the median over all rounds' steps, the first WARMUP of every
+run dropped; the per-round ratios are printed too.
 """
 
 import argparse
 import json
+import os
+import pickle
+import re
 import statistics
 import subprocess
 import sys
@@ -65,14 +85,68 @@ def core_run(
     return ms, gaps, env["peak_flops"]
 
 
-def reference_run(steps: int) -> tuple[list[float], int]:
+def reference_run(steps: int, model: str = "plain") -> tuple[list[float], list[float], int]:
+    """(step_ms per step, wall ms between consecutive steps, parameters)."""
     cmd = [sys.executable, str(ROOT / "bench" / "reference_gpt.py"), "--steps", str(steps)]
+    cmd += ["--model", model]
     for k, v in SHAPE.items():
         cmd += [f"--{k}", str(v)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()
     rows = [json.loads(x) for x in out]
     n_params = rows[0]["n_params"]
-    return [r["step_ms"] for r in rows[1:]][WARMUP:], n_params
+    t = [r["t"] for r in rows[1:]]
+    gaps = [(b - a) * 1000 for a, b in zip(t, t[1:], strict=False)][WARMUP:]
+    return [r["step_ms"] for r in rows[1:]][WARMUP:], gaps, n_params
+
+
+NANOGPT = ROOT / "bench" / "third_party" / "nanogpt"
+ITER_RE = re.compile(r"^iter (\d+): loss [^,]*, time ([0-9.]+)ms")
+
+
+def nanogpt_data(tmp: Path) -> Path:
+    """train.bin / val.bin of uniform random tokens (uint16, as nanoGPT reads them) and
+    a meta.pkl giving the vocab: written here, nothing downloaded."""
+    import numpy as np
+
+    d = tmp / "nanogpt-data"
+    d.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 2_000_000), ("val", 100_000)):
+        rng.integers(0, SHAPE["vocab"], n, dtype=np.uint16).tofile(d / f"{split}.bin")
+    (d / "meta.pkl").write_bytes(pickle.dumps({"vocab_size": SHAPE["vocab"]}))
+    return d
+
+
+def nanogpt_run(steps: int, data: Path, tmp: Path) -> list[float]:
+    """nanoGPT's train.py at the bench shape: its printed time per iteration (ms)."""
+    sets = dict(
+        dataset=str(data),  # absolute: os.path.join('data', abs) is abs
+        out_dir=str(tmp / "nanogpt-out"),
+        device="cpu",
+        dtype="float32",
+        compile=False,
+        n_layer=SHAPE["n_layer"],
+        n_head=SHAPE["n_head"],
+        n_embd=SHAPE["n_embd"],
+        block_size=SHAPE["context"],
+        batch_size=SHAPE["batch"],
+        gradient_accumulation_steps=1,
+        max_iters=steps,
+        eval_interval=10**9,  # its one eval is at iter 0, dropped with the warm-up
+        eval_iters=1,
+        log_interval=1,
+        always_save_checkpoint=False,
+        learning_rate=3e-3,
+        warmup_iters=2,
+        lr_decay_iters=steps,
+    )
+    cmd = [sys.executable, "train.py"] + [f"--{k}={v}" for k, v in sets.items()]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    out = subprocess.run(
+        cmd, cwd=NANOGPT, check=True, capture_output=True, text=True, env=env
+    ).stdout
+    ms = [float(m.group(2)) for line in out.splitlines() if (m := ITER_RE.match(line))]
+    return ms[1:][WARMUP:]  # iter 0 holds the eval
 
 
 def sink_cost_us(n: int = 20000) -> float:
@@ -103,7 +177,7 @@ def sink_cost_us(n: int = 20000) -> float:
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument(
         "--compile",
@@ -111,7 +185,21 @@ def main():
         default=True,
         help="also time core with train.compile=true",
     )
+    ap.add_argument(
+        "--nanogpt",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run nanoGPT's own train.py (bench/third_party/nanogpt)",
+    )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        help="OMP_NUM_THREADS for every run (on a busy shared box 1 keeps the threads' "
+        "barrier waits out of the comparison)",
+    )
     a = ap.parse_args()
+    if a.threads:
+        os.environ["OMP_NUM_THREADS"] = str(a.threads)  # inherited by every subprocess
 
     from core.model import GPT, GPTConfig
 
@@ -122,47 +210,93 @@ def main():
     )
     core_fpt = core_model.flops_per_token()
     tokens = SHAPE["batch"] * SHAPE["context"]
-    runs = {"core": [], "core+compile": [], "reference": []}
-    gaps, peak, ratios = [], None, {"core": [], "core+compile": []}
-    with tempfile.TemporaryDirectory() as tmp:
+    names = ("reference", "core model, plain loop", "core", "core+compile", "nanoGPT")
+    step_ms: dict[str, list[float]] = {k: [] for k in names}
+    wall_ms: dict[str, list[float]] = {k: [] for k in names}
+    per_round: dict[str, list[float]] = {
+        k: [] for k in ("step", "wall", "engine", "engine wall", "compile", "nanoGPT")
+    }
+    peak = None
+    med = statistics.median
+    threads = os.environ.get("OMP_NUM_THREADS", "torch's default")
+    print(f"load average at start {os.getloadavg()[0]:.1f}, threads {threads}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp_:
+        tmp = Path(tmp_)
+        data = nanogpt_data(tmp) if a.nanogpt else None
         for r in range(a.rounds):
-            c, g, peak = core_run(a.steps, Path(tmp))
-            cc, _, _ = core_run(a.steps, Path(tmp), compile_=True) if a.compile else ([], [], None)
-            f, ref_params = reference_run(a.steps)
-            runs["core"] += c
-            runs["core+compile"] += cc
-            runs["reference"] += f
-            gaps += g
-            line = f"round {r + 1}: reference {statistics.median(f):.1f} ms/step"
-            for name, ms in (("core", c), ("core+compile", cc)):
-                if ms:
-                    ratios[name].append(statistics.median(f) / statistics.median(ms))
-                    line += (
-                        f", {name} {statistics.median(ms):.1f} ms/step ({ratios[name][-1]:.3f}x)"
-                    )
+            f, fg, ref_params = reference_run(a.steps)
+            e, eg, _ = reference_run(a.steps, "core")
+            c, g, peak = core_run(a.steps, tmp)
+            step_ms["core model, plain loop"] += e
+            wall_ms["core model, plain loop"] += eg
+            per_round["engine"].append(med(e) / med(c))
+            per_round["engine wall"].append(med(eg) / med(g))
+            step_ms["reference"] += f
+            wall_ms["reference"] += fg
+            step_ms["core"] += c
+            wall_ms["core"] += g
+            per_round["step"].append(med(f) / med(c))
+            per_round["wall"].append(med(fg) / med(g))
+            line = (
+                f"round {r + 1}: reference {med(f):.1f} ms/step ({med(fg):.1f} wall), "
+                f"core {med(c):.1f} ({med(g):.1f} wall): {per_round['step'][-1]:.3f}x step, "
+                f"{per_round['wall'][-1]:.3f}x wall; core model in the plain loop {med(e):.1f} "
+                f"({med(eg):.1f} wall): core {per_round['engine'][-1]:.3f}x step, "
+                f"{per_round['engine wall'][-1]:.3f}x wall"
+            )
+            if a.compile:
+                cc, cg, _ = core_run(a.steps, tmp, compile_=True)
+                step_ms["core+compile"] += cc
+                wall_ms["core+compile"] += cg
+                per_round["compile"].append(med(f) / med(cc))
+                line += f"; core+compile {med(cc):.1f}: {per_round['compile'][-1]:.3f}x step"
+            if data is not None:
+                n = nanogpt_run(a.steps, data, tmp)
+                wall_ms["nanoGPT"] += n
+                per_round["nanoGPT"].append(med(n) / med(g))
+                line += f"; nanoGPT {med(n):.1f} wall: core {per_round['nanoGPT'][-1]:.3f}x"
             print(line, flush=True)
     ref_fpt = 6 * ref_params + 12 * SHAPE["n_layer"] * SHAPE["n_embd"] * SHAPE["context"]
-    ref_med = statistics.median(runs["reference"])
-    for name, ms in runs.items():
-        if not ms:
+
+    def rounds(k: str) -> str:
+        return ", ".join(f"{x:.3f}" for x in per_round[k])
+
+    print(f"medians over {a.rounds} rounds x {a.steps - WARMUP} steps, fp32 CPU:")
+    for name in names:
+        ms, wl = step_ms.get(name, []), wall_ms[name]
+        if not wl:
             continue
-        m = statistics.median(ms)
-        tps = tokens / (m / 1000)
         fpt = ref_fpt if name == "reference" else core_fpt
-        mfu = fpt * tps / peak if peak else float("nan")
-        ratio = (
-            ""
-            if name == "reference"
-            else f"  {ref_med / m:.3f}x reference (rounds: {', '.join(f'{x:.3f}' for x in ratios[name])})"
+        step = (
+            f"{med(ms):7.1f} ms/step  MFU {100 * fpt * tokens / (med(ms) / 1000) / peak:5.1f}%"
+            if ms and peak
+            else " " * 26
         )
-        print(f"{name:>13}: {tps:7,.0f} tokens/s  {m:7.1f} ms/step  MFU {100 * mfu:5.1f}%{ratio}")
+        print(f"{name:>22}: {step}  {tokens / (med(wl) / 1000):7,.0f} tokens per wall second")
     print(
-        f"peak {peak / 1e9:.0f} GFLOP/s (measured by the core: 1024x1024 fp32 matmul); medians of {len(runs['reference'])} steps each"
+        f"core vs reference (same model, plain loop): step time {med(step_ms['reference']) / med(step_ms['core']):.3f}x "
+        f"(rounds {rounds('step')}), tokens per wall second {med(wall_ms['core']) and med(wall_ms['reference']) / med(wall_ms['core']):.3f}x (rounds {rounds('wall')})"
     )
-    core_ms = runs["core"]
+    print(
+        f"core vs its own model in a plain loop (the engine alone): step time "
+        f"{med(step_ms['core model, plain loop']) / med(step_ms['core']):.3f}x (rounds {rounds('engine')}), "
+        f"tokens per wall second {med(wall_ms['core model, plain loop']) / med(wall_ms['core']):.3f}x "
+        f"(rounds {rounds('engine wall')})"
+    )
+    if per_round["compile"]:
+        print(
+            f"core+compile vs reference: step time {med(step_ms['reference']) / med(step_ms['core+compile']):.3f}x (rounds {rounds('compile')})"
+        )
+    if per_round["nanoGPT"]:
+        print(
+            f"core vs nanoGPT's train.py (different design): tokens per wall second {med(wall_ms['nanoGPT']) / med(wall_ms['core']):.3f}x (rounds {rounds('nanoGPT')})"
+        )
+    if peak:
+        print(f"peak {peak / 1e9:.0f} GFLOP/s (measured by the core: 1024x1024 fp32 matmul)")
+    core_ms = step_ms["core"]
     ev_us = sink_cost_us()
-    m = statistics.median(core_ms)
-    overhead = statistics.median(gaps) - m
+    m = med(core_ms)
+    overhead = med(wall_ms["core"]) - m
     print(
         f" overhead: one step event {ev_us:.1f} us = {100 * ev_us / 1000 / m:.3f}% of a step; "
         f"wall between steps minus step time {overhead:.2f} ms = {100 * overhead / m:.2f}% "

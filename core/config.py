@@ -140,8 +140,8 @@ class TrainConfig:
     "auto | cpu | cuda"
     dtype: str = "auto"
     "auto (bf16 on cuda, fp32 on cpu) | float32 | bfloat16 (cuda only: on cpu the run is fp32, with a warning)"
-    compile: bool = False
-    "torch.compile the model"
+    compile: bool | str = False
+    "true | false | auto: torch.compile the model; auto times a few eager steps, then compiles when the steps left would repay the compile time (the decision is logged and kept in run.yaml)"
     parallel: str = "ddp"
     "ddp | fsdp: under torchrun, ddp keeps the whole model and optimizer on every rank; fsdp shards parameters, gradients and optimizer state over the ranks (FSDP2 fully_shard on each block, then the root). One process is world size 1 of either"
     reshard_after_forward: bool = True
@@ -249,6 +249,8 @@ def _check_values(p: Profile, err: ErrFn) -> None:
     if d.source not in ("walks", "files"):
         err("data.source", f"expected 'walks' or 'files', got {d.source!r}")
     positive("data.context", d.context)
+    if not (isinstance(t.compile, bool) or t.compile == "auto"):
+        err("train.compile", f"expected true, false or auto, got {show(t.compile)}")
     positive("data.stride", d.stride)
     if not 0 < d.val_fraction < 1:
         err("data.val_fraction", f"must be between 0 and 1 (exclusive), got {d.val_fraction}")

@@ -245,27 +245,32 @@ class GPT(nn.Module):
         sees them (so both give the same tokens). use_cache=False recomputes the
         whole window for every token (the reference)."""
         ctx_len = self.cfg.context
+        B, t0 = idx.shape
+        # the output preallocated and filled in place: no cat of the growing rows per token
+        out = idx.new_empty(B, t0 + max_new_tokens)
+        out[:, :t0] = idx
         cache: KVCache | None = None
-        for _ in range(max_new_tokens):
+        for t in range(t0, t0 + max_new_tokens):
             if not use_cache:
-                logits = self(idx[:, -ctx_len:])
-            elif cache is None or idx.size(1) > ctx_len:
+                logits = self(out[:, max(0, t - ctx_len) : t])
+            elif cache is None or t > ctx_len:
                 cache = KVCache(self.cfg.n_layer, ctx_len)
-                logits = self(idx[:, -ctx_len:], cache=cache)
+                logits = self(out[:, max(0, t - ctx_len) : t], cache=cache)
             else:
-                logits = self(idx[:, -1:], cache=cache)
+                logits = self(out[:, t - 1 : t], cache=cache)
             logits = logits[:, -1, :].float()
             if temperature == 0:
                 nxt = logits.argmax(dim=-1, keepdim=True)
             else:
                 logits = logits / temperature
-                if top_k is not None:
-                    v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
-                    logits[logits < v[:, [-1]]] = -float("inf")
+                if top_k is not None and top_k < logits.size(-1):
+                    # the k-th largest alone (no sort of the vocab); below it, never drawn
+                    kth = torch.topk(logits, top_k, sorted=False).values.amin(-1, keepdim=True)
+                    logits.masked_fill_(logits < kth, -float("inf"))
                 probs = F.softmax(logits, dim=-1)
                 nxt = torch.multinomial(probs, 1, generator=generator)
-            idx = torch.cat((idx, nxt), dim=1)
-        return idx
+            out[:, t : t + 1] = nxt
+        return out
 
     def generate_each(
         self, prompts: list[torch.Tensor], max_new_tokens: int, **kw: Any

@@ -25,6 +25,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from core import checkpoint as C
 from core import events as E
+from core.autocompile import AutoCompile
 from core.config import (
     Profile,
     ProfileError,
@@ -309,7 +310,7 @@ def run(args: argparse.Namespace, p: Profile) -> int:
         )
         raw_model = model
         net: torch.nn.Module = model
-        if p.train.compile:
+        if p.train.compile is True:  # auto: decided in the loop, after timing eager steps
             # an OptimizedModule (an nn.Module); torch types it as a plain callable
             net = torch.compile(model)  # type: ignore[assignment]
         if p.train.parallel == "ddp":  # fsdp sharded the model above
@@ -372,6 +373,9 @@ def run(args: argparse.Namespace, p: Profile) -> int:
         status = None
         perm = torch.empty(0, dtype=torch.long)  # replaced before the first step
         perm_epoch: int | None = None
+        auto = AutoCompile(total, p.model.n_layer) if p.train.compile == "auto" else None
+        if auto is not None:
+            summary["compile"] = {"mode": "auto", "decision": "measuring eager steps"}
         while prog.step < total:
             if perm_epoch != prog.epoch:  # the data order is a pure function of (seed, epoch)
                 perm_epoch = prog.epoch
@@ -401,10 +405,11 @@ def run(args: argparse.Namespace, p: Profile) -> int:
             if WS > 1:
                 torch.distributed.all_reduce(loss_sum)
                 loss_sum /= WS
-            loss_val = loss_sum.item()
             stop, save_now = agree(dist, device, sig.stop, sig.save)
             clip = p.train.grad_clip if p.train.grad_clip is not None else float("inf")
-            grad_norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), clip).item()
+            gn = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), clip)
+            # loss and grad norm come to the host together: one device sync a step, not two
+            loss_val, grad_norm = torch.stack((loss_sum, gn.to(loss_sum.dtype))).tolist()
             if not (math.isfinite(loss_val) and math.isfinite(grad_norm)):
                 # stop before the optimizer step: the weights (and any save) stay finite
                 prog.step += 1  # the step was taken as far as its loss; count it, keep its loss
@@ -421,6 +426,28 @@ def run(args: argparse.Namespace, p: Profile) -> int:
             mfu = flops_per_token * tps / (peak * WS) if peak else None
             prog.curves["train_loss"].append(loss_val)
             ranks.step(prog.step, dt * 1000, fwd.take_ms())
+            if auto is not None and (verdict := auto.after_step(prog.step, dt)) is not None:
+                verdict = share(dist, verdict)  # rank 0's timing decides for all
+                if verdict == "compile":
+                    eager_net = net
+                    # an OptimizedModule (an nn.Module); torch types it as a plain callable
+                    net = torch.compile(net)  # type: ignore[assignment]
+                    sink.write(E.Phase(name="compile", done=0, total=1))
+                elif verdict == "revert":
+                    net = eager_net
+                if verdict in ("keep", "revert"):
+                    sink.write(E.Phase(name="compile", done=1, total=1))
+                summary["compile"] = dict(auto.record)
+                say(auto.message(), flush=True)
+                sink.write(E.Alert(level="info", code="compile_auto", message=auto.message()))
+                if dist.master:
+                    C.atomic_write_text(
+                        run_dir / "run.yaml",
+                        yaml.safe_dump(
+                            {"profile": to_dict(p), "environment": env, "summary": summary},
+                            sort_keys=False,
+                        ),
+                    )
             sink.write(
                 E.Step(
                     step=prog.step,
