@@ -83,7 +83,7 @@ class ShardedSaver:
     def save(
         self,
         model: torch.nn.Module,
-        opt: Optimizers,
+        opt: Optimizers | torch.optim.Optimizer,
         trainer_state: dict,
         meta: dict,
         done: Callable[[C.Saved], None],
@@ -176,15 +176,18 @@ def load_trainer_state(path: Path) -> dict:
     return torch.load(Path(path) / TRAINER_STATE, map_location="cpu", weights_only=True)
 
 
-def torch_optimizers(opt: Optimizers) -> tuple[torch.optim.Optimizer, ...]:
+def torch_optimizers(opt: Optimizers | torch.optim.Optimizer) -> tuple[torch.optim.Optimizer, ...]:
     """The torch optimizers behind the loop's optimizer: core.optim.Optimizers steps one
     or two (AdamW, Muon + AdamW) as one; DCP's state-dict helpers take them all, keyed by
     parameter name, so a checkpoint loads whichever parallelism holds the parameters."""
-    return tuple(opt.named.values())
+    return tuple(opt.named.values()) if isinstance(opt, Optimizers) else (opt,)
 
 
 def load_sharded(
-    path: Path, model: torch.nn.Module, opt: Optimizers, saver: ShardedSaver | None
+    path: Path,
+    model: torch.nn.Module,
+    opt: Optimizers | torch.optim.Optimizer,
+    saver: ShardedSaver | None,
 ) -> None:
     """Load a sharded checkpoint's model and optimizer into the live (wrapped or sharded)
     ones, at any world size. Collective: every rank calls it."""
