@@ -285,6 +285,7 @@ def test_watch_finds_a_trainer_started_without_the_cockpit(run_dirs):
         core.wait()
 
 
+@pytest.mark.heavy  # over 10 s on 2 cores: make test stays under 10 min; CI runs it
 def test_a_stopped_trainer_raises_a_stall_with_a_stack_dump(run_dirs):
     d = run_dirs("stall")
     p = start_cockpit(
@@ -307,6 +308,7 @@ def test_a_stopped_trainer_raises_a_stall_with_a_stack_dump(run_dirs):
     assert "  status       interrupted (exit 130)" in out.text
 
 
+@pytest.mark.heavy  # over 10 s on 2 cores: make test stays under 10 min; CI runs it
 def test_sigkill_on_the_trainer_is_a_crash_with_its_exit_code(run_dirs, tmp_path):
     d = run_dirs("crash")
     p = start_cockpit(

@@ -236,6 +236,7 @@ def run(coro) -> None:
     asyncio.run(coro)
 
 
+@pytest.mark.heavy  # over 10 s on 2 cores: make test stays under 10 min; CI runs it
 def test_tui_monitor_alerts_and_pages(hostile_run):
     async def go():
         app = CockpitApp("monitor", session=Session(hostile_run, None), logs=hostile_run.parent)

@@ -93,6 +93,7 @@ def test_reads_every_format(corpus):
     assert n == len(SOURCES) + 1
 
 
+@pytest.mark.heavy  # over 10 s on 2 cores: make test stays under 10 min; CI runs it
 def test_text_run_trains_a_tokenizer_reports_valid_python_and_reuses_the_cache(corpus, tmp_path):
     cfg = files_cfg(corpus, tmp_path)
     rd = tmp_path / "run"
@@ -115,6 +116,7 @@ def test_text_run_trains_a_tokenizer_reports_valid_python_and_reuses_the_cache(c
     assert result(rd2)["curves"]["train_loss"] == res["curves"]["train_loss"]
 
 
+@pytest.mark.heavy  # over 10 s on 2 cores: make test stays under 10 min; CI runs it
 @pytest.mark.parametrize("profile", ["small-20m", "d12"])
 def test_gpu_profiles_load_report_params_and_run_two_steps_on_cpu(profile, corpus, tmp_path):
     cfg = files_cfg(corpus, tmp_path, vocab=8192)

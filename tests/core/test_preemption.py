@@ -133,6 +133,7 @@ def _corpus(path, n_words: int = 400_000) -> None:
     path.write_text("\n".join(" ".join(words[i : i + 100]) for i in range(0, n_words, 100)))
 
 
+@pytest.mark.heavy  # over 10 s on 2 cores: make test stays under 10 min; CI runs it
 def test_sigterm_during_tokenizer_training(tmp_path):
     """No step was completed: the run ends interrupted with no checkpoint, and no
     half-trained tokenizer is left where the next run would take it for a trained one."""

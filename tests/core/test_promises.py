@@ -187,6 +187,7 @@ def test_resume_with_another_batch_shape_warns_and_keeps_the_epoch_position(tmp_
     assert all(v == v for v in result(rd)["curves"]["train_loss"])  # no empty batch, no NaN
 
 
+@pytest.mark.heavy  # over 10 s on 2 cores: make test stays under 10 min; CI runs it
 @pytest.mark.slow
 def test_resume_in_the_same_shape_says_nothing(tmp_path):
     rd = tmp_path / "run"

@@ -94,6 +94,7 @@ steps:
     assert not Path("should-not-exist").exists()
 
 
+@pytest.mark.heavy  # over 10 s on 2 cores: make test stays under 10 min; CI runs it
 def test_preflight_json_and_exit_codes(tmp_path):
     r = cockpit("preflight", "--profile", "demo-walks", "--json")
     assert r.returncode == 0, r.stderr

@@ -77,6 +77,7 @@ def test_secrets_step_names_file_and_line_and_never_the_secret(leaky):
     _assert_no_secret(r.stdout + r.stderr)
 
 
+@pytest.mark.heavy  # over 10 s on 2 cores: make test stays under 10 min; CI runs it
 def test_secrets_fix_trains_on_redacted_copies_and_keeps_the_originals(leaky):
     profile, checklist, data, _ = leaky
     before = {p.name: _sha(p) for p in data.iterdir()}

@@ -257,6 +257,7 @@ def _wait_steps(reader: RankReader, t: Trainer, n: int, timeout: float = 120) ->
     pytest.fail("no per-rank steps in time")
 
 
+@pytest.mark.heavy  # over 10 s on 2 cores: make test stays under 10 min; CI runs it
 @pytest.mark.slow
 def test_a_two_rank_run_launched_by_the_supervisor_has_figures_for_both_ranks(
     tmp_path, monkeypatch
@@ -286,6 +287,7 @@ def test_a_two_rank_run_launched_by_the_supervisor_has_figures_for_both_ranks(
     assert "[rank0]:run dir:" in log_tail(rd, 400)  # torchrun tees each rank's lines, prefixed
 
 
+@pytest.mark.heavy  # over 10 s on 2 cores: make test stays under 10 min; CI runs it
 @pytest.mark.slow
 def test_a_killed_rank_is_reported_with_torchrun_s_exit_code(tmp_path, monkeypatch):
     t, rd = _launch(tmp_path, monkeypatch, ENDLESS_WALKS + ["gate.metrics={}"])

@@ -110,6 +110,7 @@ def test_a_run_that_raises_or_is_interrupted_ends_with_the_right_status(
     assert end["step"] == 3 and sum(e["type"] == "run_end" for e in evs) == 1
 
 
+@pytest.mark.heavy  # over 10 s on 2 cores: make test stays under 10 min; CI runs it
 @pytest.mark.slow
 def test_under_cockpit_run_the_adapter_stands_down_for_native_events(tmp_path):
     """`cockpit run -- python train.py`: the callback writes into the cockpit's run

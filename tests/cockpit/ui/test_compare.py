@@ -159,6 +159,7 @@ def test_a_live_run_keeps_moving(tmp_path):
         t.wait(10)
 
 
+@pytest.mark.heavy  # over 10 s on 2 cores: make test stays under 10 min; CI runs it
 def test_cockpit_compare_prints_the_table_off_a_terminal(tmp_path, capsys):
     runs = write_runs(tmp_path)
     assert main(["compare", *map(str, runs)]) == 0

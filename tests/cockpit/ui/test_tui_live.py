@@ -51,6 +51,7 @@ def trainer(tmp_path):
     t.wait(10)
 
 
+@pytest.mark.heavy  # over 10 s on 2 cores: make test stays under 10 min; CI runs it
 def test_keys_on_a_live_run(trainer, tmp_path, capsys):
     d = trainer.run_dir
     asyncio.run(_first_cockpit(trainer, d, tmp_path))
