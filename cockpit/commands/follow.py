@@ -8,11 +8,13 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cockpit.headless import HeadlessPrinter
 from cockpit.model.health import HealthConfig
 from cockpit.model.runmodel import status_code
+from cockpit.model.runs import resolve
 from cockpit.session import Session
 
 if TYPE_CHECKING:
@@ -22,6 +24,20 @@ HARD_KILL_WINDOW_S = 3.0
 # The headless loop's pace, whatever the event rate. Lines every few seconds need no
 # change notification: sleeping between ticks is what keeps the trainer's cores free.
 TICK_S = 0.5
+
+
+def run_dir_or_say(run: str | None) -> Path | None:
+    """The run a command names (a directory, a run id under logs/, or latest); None,
+    after saying why on stderr, when there is none."""
+    run_dir = resolve(run)
+    if run_dir is None:
+        what = (
+            "no runs under logs/"
+            if run in (None, "latest")
+            else f"{run} is not a run directory, nor a run id under logs/"
+        )
+        print(f"error: {what}; `cockpit runs` lists them", file=sys.stderr)
+    return run_dir
 
 
 def parse_health(pairs: list[str]) -> HealthConfig | None:

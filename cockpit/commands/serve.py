@@ -31,8 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from cockpit.commands.follow import parse_health
-from cockpit.model.runs import resolve
+from cockpit.commands.follow import parse_health, run_dir_or_say
 
 if TYPE_CHECKING:
     from argparse import Namespace
@@ -48,14 +47,8 @@ COOKIE = "cockpit-serve-{port}"  # cookies are per host, not per port: two serve
 
 
 def cmd_serve(args: Namespace) -> int:
-    run_dir = resolve(args.run)
+    run_dir = run_dir_or_say(args.run)
     if run_dir is None:
-        what = (
-            "no runs under logs/"
-            if args.run in (None, "latest")
-            else f"{args.run} is not a run directory, nor a run id under logs/"
-        )
-        print(f"error: {what}; `cockpit runs` lists them", file=sys.stderr)
         return 2
     if parse_health(args.health) is None:
         return 2

@@ -3,13 +3,11 @@ one, in the TUI or as plain lines; Ctrl+C only detaches."""
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING
 
-from cockpit.commands.follow import follow, parse_health, use_tui
+from cockpit.commands.follow import follow, parse_health, run_dir_or_say, use_tui
 from cockpit.commands.run import extras
 from cockpit.headless import HeadlessPrinter
-from cockpit.model.runs import resolve
 from cockpit.session import Session
 from cockpit.supervisor import Trainer
 from cockpit.ui.app import run_tui
@@ -20,14 +18,8 @@ if TYPE_CHECKING:
 
 
 def cmd_watch(args: Namespace) -> int:
-    run_dir = resolve(args.run)
+    run_dir = run_dir_or_say(args.run)
     if run_dir is None:
-        what = (
-            "no runs under logs/"
-            if args.run in (None, "latest")
-            else f"{args.run} is not a run directory, nor a run id under logs/"
-        )
-        print(f"error: {what}; `cockpit runs` lists them", file=sys.stderr)
         return 2
     health = parse_health(args.health)
     if health is None:
