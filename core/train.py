@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 import torch.distributed
 import yaml
+from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from core import checkpoint as C
@@ -408,6 +409,8 @@ def run(args: argparse.Namespace, p: Profile) -> int:
             stop, save_now = agree(dist, device, sig.stop, sig.save)
             clip = p.train.grad_clip if p.train.grad_clip is not None else float("inf")
             gn = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), clip)
+            if isinstance(gn, DTensor):  # fsdp: the norm of sharded grads, replicated on every rank
+                gn = gn.full_tensor()
             # loss and grad norm come to the host together: one device sync a step, not two
             loss_val, grad_norm = torch.stack((loss_sum, gn.to(loss_sum.dtype))).tolist()
             if not (math.isfinite(loss_val) and math.isfinite(grad_norm)):
