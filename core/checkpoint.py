@@ -217,7 +217,7 @@ def load(path: Path, model: bool = True) -> dict:
 
     path = Path(path)
     if path.is_dir():
-        from core import dcp  # lazy: loads torch.distributed.checkpoint
+        from core import dcp_read as dcp  # lazy: loads torch.distributed.checkpoint
 
         state = dcp.load_trainer_state(path)
         if model:
@@ -322,7 +322,7 @@ def _verify_sharded(ckpt: Path, deep: bool) -> str | None:
         return f"{side.name}: step {meta['step']} does not match the directory name"
     if deep:
         try:
-            from core import dcp  # lazy: loads torch.distributed.checkpoint
+            from core import dcp_read as dcp  # lazy: loads torch.distributed.checkpoint
 
             state = dcp.load_trainer_state(ckpt)
             dcp.check_metadata(ckpt)

@@ -12,7 +12,8 @@ import torch
 
 from core import checkpoint as C
 from core.config import ProfileError, checkpoint_format, load_profile
-from core.dcp import ShardedSaver, load_model_weights, load_sharded
+from core.dcp import ShardedSaver, load_sharded
+from core.dcp_read import load_model_weights
 from core.model import GPT, GPTConfig
 from core.optim import Optimizers
 from core.runtime import Dist
