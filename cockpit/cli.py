@@ -5,6 +5,7 @@ cockpit run      [--profile P] [--headless] [--yes] [--fix] [--skip-preflight] [
                  pre-flight, the run, post-flight; exit code: the trainer's
 cockpit watch    [RUN_DIR|latest] [--headless] [--notify URL]   attach to a live run or replay one
 cockpit runs                                      every run under logs/ with its status
+cockpit index    [RUN_DIR|latest]                 write the run's events.idx: a long run then opens at once
 cockpit serve    [RUN_DIR|latest] [--host H] [--port P] [--allow-control]   the monitor in a browser
 cockpit compare  RUN RUN [RUN ...]                 up to 8 runs' curves overlaid, their figures side by side
 cockpit preflight [--profile P] [--checklist C] [--yes [--fix]] [--json]   exit 0 ok, 1 a FAIL, 2 bad input
@@ -176,6 +177,12 @@ def main(argv: list[str] | None = None) -> int:
     display_opts(w)
     notify_opts(w)
     w.set_defaults(command=("watch", "cmd_watch"))
+    ix = sub.add_parser(
+        "index", help="write a run's events.idx now: a long finished run then opens at once"
+    )
+    ix.add_argument("run", nargs="?", default="latest", help="run directory, run id, or latest")
+    ix.add_argument("--background", action="store_true", help=argparse.SUPPRESS)
+    ix.set_defaults(command=("index", "cmd_index"))
     pf = sub.add_parser("preflight", help="run the pre-flight checklist for a profile")
     pf.add_argument("--profile", default="demo-walks", help="profile name or path")
     pf.add_argument("--checklist", help="checklist name or path (default: the profile's)")

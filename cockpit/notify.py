@@ -30,9 +30,7 @@ import json
 import queue
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -243,6 +241,9 @@ class Notifier:
                 self._send(t, note)
 
     def _send(self, target: Target, note: Note) -> None:
+        import urllib.error  # here: http.client and ssl load only once there is something to send
+        import urllib.request
+
         body, headers = payload(target, note)
         why = ""
         for attempt in range(self.retries + 1):

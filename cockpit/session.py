@@ -15,6 +15,8 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -89,23 +91,33 @@ class Session:
         self._pyspy_out: list[pyspy.Dump] | None = None
         self._pyspy_order = ""
         self._settled = False
+        self._peeked = False  # preview() gave a display the snapshot, unchecked
+        self.snapshot_rejected = False  # ... and replay() found it is not this run's
+        self._replayed_to: int | None = None  # events.jsonl bytes replay() read (the rest: live)
+        self._indexer: subprocess.Popen | None = None
 
     # --- history ---------------------------------------------------------------
 
     def replay(
-        self, progress: Callable[[int, int], object] | None = None, batch_bytes: int = POLL_BYTES
+        self,
+        progress: Callable[[int, int], object] | None = None,
+        batch_bytes: int = POLL_BYTES,
+        index_min_bytes: int | None = None,
     ) -> bool:
         """Everything the run wrote so far: events and system samples merged in time
         order (a replayed eval shows the memory of its moment), in batches.
 
         `progress(bytes read, bytes in the file)` is called after each batch; when it
-        returns False the replay stops there (a display closing) and this returns False."""
+        returns False the replay stops there (a display closing) and this returns False.
+        A replay that read at least `index_min_bytes` (snapshot.MIN_BYTES unless given)
+        writes the run's events.idx."""
         m, n = self.model, 0
         # a snapshot of this history (events.idx): only what was written after it is read
         covered = (
             snapshot.restore(m, self.run_dir, self.follower) if not self.follower.offset else 0
         )
         start = self.follower.offset
+        self.snapshot_rejected = self._peeked and start == 0
         sys_reader = JsonlReader(self.run_dir / "system.jsonl", offset=covered)
         samples = (d for d in sys_reader if isinstance(d.get("t"), int | float))
         pending = next(samples, None)
@@ -143,8 +155,14 @@ class Session:
             m.feed_system(pending)
             pending = next(samples, None)
         self.replayed_events = n
+        self._replayed_to = self.follower.offset
         snapshot.store(
-            m, self.run_dir, self.follower, sys_reader.offset, self.follower.offset - start
+            m,
+            self.run_dir,
+            self.follower,
+            sys_reader.offset,
+            self.follower.offset - start,
+            index_min_bytes,
         )
         self._find_trainer()
         self._check_process(time.time())
@@ -152,18 +170,23 @@ class Session:
             self.notices.baseline(m)  # the history is not news (a run resumed here: its past)
         return True
 
-    def preview(self) -> RunModel | None:
+    def preview(self, snapshot_ok: bool = True) -> RunModel | None:
         """A quick picture of a long history, for a display to show while replay() reads
-        it all: the run_start line, the newest events, and for a finished run the whole
-        train loss curve from result.json. None when the history is short enough to
-        replay at once. The session's own model is not touched."""
+        it all: the run's events.idx as it stands (replay() then checks it: when it is
+        not this run's, `snapshot_rejected` says so and preview(snapshot_ok=False) gives
+        the picture without it); else the run_start line, the newest events, and for a
+        finished run the whole train loss curve from result.json. None when the history
+        is short enough to replay at once. The session's own model is not touched."""
         path = self.run_dir / "events.jsonl"
+        if snapshot_ok and (pm := snapshot.peek(self.run_dir)) is not None:
+            self._peeked = True
+            return pm
         try:
             size = path.stat().st_size
         except OSError:
             return None
-        if size < PREVIEW_BYTES or snapshot.usable(self.run_dir):
-            return None  # short, or a snapshot makes the replay as quick
+        if size < PREVIEW_BYTES:
+            return None  # short: replayed at once
         m = RunModel(run_dir=self.run_dir, run_id=self.run_dir.name)
         head = next(iter(JsonlReader(path, max_line_bytes=1 << 20)), None)  # run_start
         evs = [d for d in [head, *tail_objects(path, PREVIEW_TAIL_BYTES)] if d is not None]
@@ -269,8 +292,34 @@ class Session:
         self._read_all()
         self._energy()
         self._settled = True
+        self._index_later()
         if self.notices is not None:
             self.notices.observe(self.model, time.time())  # the run's end, with its energy
+
+    def _index_later(self) -> None:
+        """A long history this session read live, as it was written, was never
+        replayed, so no events.idx covers it: `cockpit index` writes one, in a process
+        of its own at low priority (a replay of the run's every line, which must not
+        take the display's time), so that the next open of this run is quick."""
+        if self._indexer is not None or self._replayed_to is None:
+            return  # one a session; a session that never replayed is not a display's
+        if self.follower.offset - self._replayed_to < snapshot.MIN_BYTES:
+            return
+        root = str(Path(__file__).resolve().parents[1])  # this cockpit, wherever it runs from
+        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+        cmd = [sys.executable, "-m", "cockpit.cli", "index", "--background", str(self.run_dir)]
+        try:
+            self._indexer = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,  # a Ctrl+C at the cockpit is not its
+                env=dict(os.environ, PYTHONPATH=path),
+            )
+        except OSError:
+            return
+        threading.Thread(target=self._indexer.wait, name="indexer", daemon=True).start()
 
     def _energy(self) -> None:
         """The run's energy: what the cockpit measured for a wrapped command (written to

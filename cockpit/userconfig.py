@@ -20,8 +20,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 LEVELS = ("info", "warn", "error")
 
 
@@ -58,6 +56,8 @@ def load_user_config(path: Path | None = None) -> UserConfig:
         raise UserConfigError(
             f"{path}: cannot read it ({e}); fix its permissions or remove it"
         ) from None
+    import yaml  # here: most users have no config file, and the TUI starts without yaml
+
     try:
         d = yaml.safe_load(text)
     except yaml.YAMLError as e:

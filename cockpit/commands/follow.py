@@ -4,6 +4,7 @@ choice between the TUI and plain lines, and --health parsing."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
@@ -11,14 +12,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cockpit.headless import HeadlessPrinter
 from cockpit.model.health import HealthConfig
 from cockpit.model.runmodel import status_code
 from cockpit.model.runs import resolve
+from cockpit.notify import describe, session_kwargs
 from cockpit.session import Session
+from cockpit.userconfig import UserConfigError, load_user_config
+from core.energy import PRICE_ENV
 
 if TYPE_CHECKING:
     from argparse import Namespace
+
+    from cockpit.headless import HeadlessPrinter
 
 HARD_KILL_WINDOW_S = 3.0
 # The headless loop's pace, whatever the event rate. Lines every few seconds need no
@@ -38,6 +43,22 @@ def run_dir_or_say(run: str | None) -> Path | None:
         )
         print(f"error: {what}; `cockpit runs` lists them", file=sys.stderr)
     return run_dir
+
+
+def extras(args: Namespace) -> dict | None:
+    """--notify, --notify-level, --price-kwh and the user config: the Session's extra
+    keywords; None (after saying why) when one is bad. A price is passed on to the
+    trainer we launch (its result.json and report.md show the cost)."""
+    try:
+        kw = session_kwargs(args.notify, args.notify_level, args.price_kwh, load_user_config())
+    except (UserConfigError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None
+    if kw["price_kwh"] is not None:
+        os.environ[PRICE_ENV] = repr(kw["price_kwh"])
+    if (line := describe(kw)) is not None:
+        print(line, file=sys.stderr)
+    return kw
 
 
 def parse_health(pairs: list[str]) -> HealthConfig | None:

@@ -17,20 +17,17 @@ from cockpit.checks.engine import overall
 from cockpit.checks.preflight import prepare
 from cockpit.checks.preflight import save as save_preflight
 from cockpit.collect.energy import meter_for_wrapped
-from cockpit.commands.follow import HARD_KILL_WINDOW_S, follow, parse_health, use_tui
+from cockpit.commands.follow import HARD_KILL_WINDOW_S, extras, follow, parse_health, use_tui
 from cockpit.commands.postflight import postflight_after_run
 from cockpit.commands.preflight import run_printed
 from cockpit.headless import HeadlessPrinter
 from cockpit.model.runmodel import OK_STATUSES, status_code
-from cockpit.notify import describe, session_kwargs
 from cockpit.session import Session
 from cockpit.supervisor import Trainer, new_run_dir, torchrun_command, trainer_command
 from cockpit.ui.app import run_tui, run_wizard
-from cockpit.userconfig import UserConfigError, load_user_config
 from cockpit.wrap.adapters.runinfo import command_name
 from cockpit.wrap.wrapped import launch_wrapped
 from core.config import ProfileError, load_profile
-from core.energy import PRICE_ENV
 
 if TYPE_CHECKING:
     from argparse import Namespace
@@ -88,22 +85,6 @@ def _launch(
     # the TUI repaints on change notification; the headless loop ticks at its own pace
     trainer = Trainer.launch(cmd, here)
     return Session(run_dir, trainer, health, notify=notify, **(extras or {}))
-
-
-def extras(args: Namespace) -> dict | None:
-    """--notify, --notify-level, --price-kwh and the user config: the Session's extra
-    keywords; None (after saying why) when one is bad. A price is passed on to the
-    trainer we launch (its result.json and report.md show the cost)."""
-    try:
-        kw = session_kwargs(args.notify, args.notify_level, args.price_kwh, load_user_config())
-    except (UserConfigError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return None
-    if kw["price_kwh"] is not None:
-        os.environ[PRICE_ENV] = repr(kw["price_kwh"])
-    if (line := describe(kw)) is not None:
-        print(line, file=sys.stderr)
-    return kw
 
 
 def rendezvous_args(args: Namespace, run_dir: Path) -> list[str]:

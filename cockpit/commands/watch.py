@@ -5,13 +5,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cockpit.commands.follow import follow, parse_health, run_dir_or_say, use_tui
-from cockpit.commands.run import extras
-from cockpit.headless import HeadlessPrinter
+from cockpit.commands.follow import extras, follow, parse_health, run_dir_or_say, use_tui
 from cockpit.session import Session
 from cockpit.supervisor import Trainer
 from cockpit.ui.app import run_tui
-from cockpit.wrap.wrapped import attach_wrapped
+from cockpit.wrap.state import STATE
 
 if TYPE_CHECKING:
     from argparse import Namespace
@@ -28,9 +26,11 @@ def cmd_watch(args: Namespace) -> int:
     if kw is None:
         return 2
     trainer = Trainer.find(run_dir)
-    adapting = attach_wrapped(
-        run_dir, trainer
-    )  # a wrapped run: go on turning its stdout into events
+    adapting = None
+    if (run_dir / STATE).exists():  # a wrapped run: go on turning its stdout into events
+        from cockpit.wrap.wrapped import attach_wrapped  # here: the adapters load only for one
+
+        adapting = attach_wrapped(run_dir, trainer)
     if adapting is not None:
         adapting.start()
     try:
@@ -43,6 +43,8 @@ def cmd_watch(args: Namespace) -> int:
 
 
 def _watch(args: Namespace, session: Session) -> int:
+    from cockpit.headless import HeadlessPrinter  # here: the TUI starts without it
+
     run_dir = session.run_dir
     printer = HeadlessPrinter(session.model, every_s=args.every)
     printer.say(f"cockpit: watching {run_dir}")

@@ -258,27 +258,48 @@ def restore(m: RunModel, run_dir: Path, follower: EventsFollower) -> int:
     return int(sy["offset"])
 
 
-def usable(run_dir: Path) -> bool:
-    """Whether a snapshot looks current, from its header and the files' sizes (the
-    hashes are checked by restore()): a display that has one skips the quick
-    preview, the replay being as quick."""
-    run_dir = Path(run_dir)
+def _current(run_dir: Path) -> dict | None:
+    """The snapshot, when it looks current from its header and the files' sizes (the
+    hashes are restore()'s to check)."""
     try:
         p = _path(run_dir)
         if p.stat().st_size > MAX_BYTES:
-            return False
+            return None
         d = orjson.loads(p.read_bytes())
         if d.__class__ is not dict or d.get("format") != FORMAT:
-            return False
+            return None
         if d.get("code") != fingerprint() or d.get("run_dir") != str(run_dir.resolve()):
-            return False
+            return None
         for name, part in (("events.jsonl", d["events"]), ("system.jsonl", d["system"])):
             off = part["offset"]
             if off.__class__ is not int or off and (run_dir / name).stat().st_size < off:
-                return False
-        return True
+                return None
+        return d
     except (OSError, ValueError, TypeError, KeyError, AttributeError, orjson.JSONDecodeError):
-        return False
+        return None
+
+
+def usable(run_dir: Path) -> bool:
+    """Whether a snapshot looks current, from its header and the files' sizes (the
+    hashes are checked by restore())."""
+    return _current(Path(run_dir)) is not None
+
+
+def peek(run_dir: Path) -> RunModel | None:
+    """The model a snapshot that looks current holds, before its hashes are checked:
+    what a display paints first (a few milliseconds, where hashing 200 MiB of events
+    takes a fifth of a second). restore() decides whether it is the run's; until then
+    it is shown as loading. None when there is none, or it does not decode."""
+    run_dir = Path(run_dir)
+    d = _current(run_dir)
+    if d is None:
+        return None
+    try:
+        m = decode(d["model"])
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+    m.run_dir = run_dir
+    return m
 
 
 def _matches(path: Path, offset: object, want: object) -> bool:
@@ -294,12 +315,18 @@ def _matches(path: Path, offset: object, want: object) -> bool:
 
 
 def store(
-    m: RunModel, run_dir: Path, follower: EventsFollower, system_offset: int, read_bytes: int
+    m: RunModel,
+    run_dir: Path,
+    follower: EventsFollower,
+    system_offset: int,
+    read_bytes: int,
+    min_bytes: int | None = None,
 ) -> bool:
     """Write the snapshot of a model a replay just made (nothing of this machine in
-    it yet), when that replay read enough to be worth skipping next time. Never
-    raises: a read-only run directory simply has none."""
-    if read_bytes < MIN_BYTES:
+    it yet), when that replay read enough (`min_bytes`, MIN_BYTES unless given) to
+    be worth skipping next time. Never raises: a read-only run directory simply has
+    none."""
+    if read_bytes < (MIN_BYTES if min_bytes is None else min_bytes):
         return False
     run_dir = Path(run_dir)
     state = follower.checkpoint()

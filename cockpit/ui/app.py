@@ -16,31 +16,41 @@ import functools
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from cockpit.checks.base import Context
-from cockpit.checks.engine import Checklist, StepResult
 from cockpit.fmt import final_rows
-from cockpit.model.health import HealthConfig
 from cockpit.model.runmodel import ENDED, status_code
 from cockpit.model.view import RunView, ViewBuilder
 from cockpit.session import Session
 from cockpit.supervisor import LOGS, Trainer
-from cockpit.ui.screens.compare import CompareScreen
 from cockpit.ui.screens.dialogs import HelpScreen
 from cockpit.ui.screens.monitor import MonitorScreen
-from cockpit.ui.screens.preflight import PreflightScreen
-from cockpit.ui.screens.runs import RunPicker, RunsScreen
+
+if TYPE_CHECKING:
+    from cockpit.checks.base import Context
+    from cockpit.checks.engine import Checklist, StepResult
+    from cockpit.model.health import HealthConfig
+    from cockpit.ui.screens.preflight import PreflightScreen
+
+# The monitor is what opens first most often: the screens it does not show at
+# start (pre-flight, runs, compare) are imported when first shown, which keeps
+# the checklist's imports out of the time to a run's first paint.
+
+
+def _runs_screen() -> Screen:
+    from cockpit.ui.screens.runs import RunsScreen
+
+    return RunsScreen()
 
 
 class CockpitApp(App):
     CSS_PATH = "tcss/cockpit.tcss"
     TITLE = "cockpit"
-    MODES = {"runs": RunsScreen}
+    MODES = {"runs": _runs_screen}
     BINDINGS = [
         Binding("q", "detach", "detach", tooltip="quit the cockpit; training keeps running"),
         Binding("r", "runs", "runs", tooltip="every run under logs/"),
@@ -92,12 +102,16 @@ class CockpitApp(App):
 
     def compare(self, runs: Sequence[Path], first: RunView | None = None) -> None:
         """Up to 8 runs side by side; `first`: the first run's view, when one is at hand."""
+        from cockpit.ui.screens.compare import CompareScreen
+
         self.push_screen(CompareScreen(runs, first, clock=self.clock))
 
     def pick_and_compare(self, run_dir: Path, view: RunView | None) -> None:
         def picked(other: Path | None) -> None:
             if other is not None:
                 self.compare([run_dir, other], view)
+
+        from cockpit.ui.screens.runs import RunPicker
 
         self.push_screen(RunPicker(self.logs, exclude=run_dir), picked)
 
@@ -182,6 +196,8 @@ def run_wizard(
     """The pre-flight screen in the TUI. Without a launcher (`cockpit preflight`): exit
     0, or 1 when a step failed. With one (`cockpit run`): Confirm launches and the
     monitor follows the run; leaving before Confirm launches nothing (exit 1)."""
+    from cockpit.ui.screens.preflight import PreflightScreen
+
     made: list[PreflightScreen] = []
 
     def make() -> PreflightScreen:

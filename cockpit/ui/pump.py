@@ -92,21 +92,27 @@ class Pump:
     ) -> None:
         s = self.session
         preview = s.preview()
-        shown = [0.0]
+        shown = 0.0  # when the last progress view went
+        swapped = False
 
         def progress(done: int, total: int) -> bool:
+            nonlocal preview, shown, swapped
             if cancelled():
                 return False
+            if s.snapshot_rejected and not swapped:
+                # the run's events.idx, shown first, is not this run's: the history's
+                # own preview instead while it loads
+                preview, swapped = s.preview(snapshot_ok=False), True
             # a partial picture while it loads (not at the end: the whole one comes next)
-            if done < total and time.monotonic() - shown[0] >= 0.25:
-                shown[0] = time.monotonic()
+            if done < total and time.monotonic() - shown >= 0.25:
+                shown = time.monotonic()
                 self.log.poll()
                 post(self.build(preview or s.model, loading=done / total))
             return True
 
         if preview is not None:
             post(self.build(preview, loading=0.0))
-            shown[0] = time.monotonic()
+            shown = time.monotonic()
         if not s.replay(progress, batch_bytes=REPLAY_BATCH):
             return
         preview = None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import time
 from pathlib import Path
 
 import pytest
@@ -207,3 +208,76 @@ def test_a_run_whose_snapshot_cannot_be_written_still_opens(tmp_path):
     v, s = _open(d)
     s.close()
     assert v.figures.step == 1000 and not (d / snapshot.NAME).exists()
+
+
+def test_a_display_shows_a_run_from_its_snapshot_before_hashing_its_history(tmp_path, monkeypatch):
+    """The first paint of a long run does not wait for the hash of every byte of its
+    events (0.2 s for 200 MiB): the snapshot is shown at once, as loading, and the
+    replay that follows checks it."""
+    d = _run(tmp_path / "run")
+    v1, s1 = _open(d)
+    s1.close()
+    hashed: list[int] = []
+    real = snapshot.digest
+    monkeypatch.setattr(snapshot, "digest", lambda fd, n: hashed.append(n) or real(fd, n))
+    s = Session(d, None, notify=False)
+    try:
+        pm = s.preview()
+        assert pm is not None and not hashed
+        assert _shown(ViewBuilder().build(pm, 5000.0)) == _shown(v1)
+        assert s.replay() and hashed and s.replayed_events == 0  # checked, then trusted
+        assert not s.snapshot_rejected
+    finally:
+        s.close()
+
+
+def test_a_stale_snapshot_shown_first_gives_way_to_the_replay(tmp_path):
+    d = _run(tmp_path / "run")
+    _, s = _open(d)
+    s.close()
+    _stale(d, "events rewritten in the middle")  # its size and header still look right
+    found = (d / snapshot.NAME).read_bytes()
+    want = _replay_only(d)
+    (d / snapshot.NAME).write_bytes(found)
+    s = Session(d, None, notify=False)
+    try:
+        stale = s.preview()
+        assert stale is not None
+        assert s.replay(batch_bytes=64 << 10) and s.snapshot_rejected and s.replayed_events > 0
+        assert _shown(ViewBuilder().build(s.model, 5000.0)) == want[0]
+        fallback = s.preview(snapshot_ok=False)  # what a display shows instead while it loads
+        assert fallback is None or fallback.run_dir == d
+    finally:
+        s.close()
+
+
+def test_a_long_run_watched_to_its_end_leaves_an_index_behind(tmp_path, monkeypatch):
+    """A run followed live from its start was never replayed, so nothing wrote its
+    events.idx: the cockpit that saw it end has one written (by `cockpit index`, in a
+    process of its own, at low priority), and the next open reads it instead of
+    every line."""
+    monkeypatch.setattr(snapshot, "MIN_BYTES", 64 << 10)
+    d = _run(tmp_path / "live", n=0, end=False)
+    s = Session(d, None, notify=False)
+    try:
+        assert s.replay()
+        assert not (d / snapshot.NAME).exists()  # too short to be worth one
+        with open(d / "events.jsonl", "a") as f:  # the trainer writes its 1,500 steps
+            f.write("".join(x + "\n" for x in _lines(1500)))
+            end = E.RunEnd(status="completed", step=1500, reason="done", wall_s=1.0, t=2600.0)
+            f.write(json.dumps(end.to_dict()) + "\n")
+        deadline = time.time() + 10
+        while not s.done() and time.time() < deadline:
+            s.tick()
+        assert s.done()
+        s.settle(timeout=0.5)
+    finally:
+        s.close()
+    deadline = time.time() + 60
+    while not (d / snapshot.NAME).exists() and time.time() < deadline:
+        time.sleep(0.1)
+    assert (d / snapshot.NAME).exists()
+    v, s2 = _open(d)
+    s2.close()
+    assert s2.replayed_events == 0 and v.figures.step == 1500
+    assert _shown(v) == _replay_only(d)[0]

@@ -111,11 +111,11 @@ def test_feed_all_equals_one_at_a_time_with_odd_values():
     assert [s for _, s in a.step_times] == [s for _, s in b.step_times]
 
 
-def _write_run(d, n: int) -> list[float]:
-    d.mkdir(parents=True)
+def _write_run(d, n: int, spike: float = 50.0) -> list[float]:
+    d.mkdir(parents=True, exist_ok=True)
     rng = random.Random(1)
     losses = [2 + rng.random() for _ in range(n)]
-    losses[n // 3] = 50.0  # a spike
+    losses[n // 3] = spike
     lines = [E.RunStart(run_id=d.name, profile="p", pid=4194305, device="cpu", world_size=1,
                         dtype="float32", n_params=1, tokens_per_step=8, total_steps=n,
                         total_epochs=1, t=1.0).to_dict()]  # fmt: skip
@@ -189,10 +189,20 @@ def test_the_history_says_it_is_loading_until_it_is_all_in(tmp_path, monkeypatch
     i = loading.index(None)
     assert i > 2 and loading[1:i] == sorted(loading[1:i]) and all(x is None for x in loading[i:])
     assert (d / snapshot.NAME).exists()
-    # opened again: its events.idx gives the whole history in the first view
+    # opened again: its events.idx gives the whole history in the first view, shown as
+    # loading until its hashes are checked, then the same history loaded
     again = _pump_views(d)
-    assert again[0].loading is None and again[0].figures == first[-1].figures
+    assert again[0].loading == 0.0 and again[0].figures == first[-1].figures
     assert again[0].curve("loss") == first[-1].curve("loss")
+    assert again[1].loading is None and again[1].figures == first[-1].figures
+    assert len(again) == 3  # and the finished run's final view: no progress views between
+    # the run rewritten in place (same size, the spike changed) under its old events.idx:
+    # what was shown first gives way to the run's own preview, then its replay
+    _write_run(d, 10_000, spike=60.0)
+    third = _pump_views(d)
+    assert third[0].loading == 0.0 and third[0].curve("loss").maximum == 50.0  # not yet checked
+    assert all(v.curve("loss").maximum == 60.0 for v in third[1:])
+    assert third[-1].loading is None and len(third) > 3
 
 
 def _fast_clock():
