@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import orjson
 
@@ -29,7 +29,6 @@ from cockpit.collect import pyspy
 from cockpit.collect.ckwatch import CheckpointWatcher
 from cockpit.collect.energy import read_energy, with_price, write_energy
 from cockpit.collect.follow import EventsFollower
-from cockpit.collect.gpu import GpuSampler
 from cockpit.collect.ranks import RankReader, running_pids
 from cockpit.collect.sampling import ProcessSampler
 from cockpit.collect.system import SystemSampler, without_threads
@@ -42,6 +41,9 @@ from cockpit.notify import RunNotices
 from cockpit.supervisor import Trainer, announced, log_tail
 from core.energy import EnergyMeter
 from core.jsonl import JsonlReader, tail_objects
+
+if TYPE_CHECKING:
+    from cockpit.collect.gpu import GpuSampler
 
 THREADS_EVERY_S = 10.0  # per-thread lists go to system.jsonl this often (the rest every sample)
 END_GRACE_S = 30.0  # after run_end, how long to wait for the process to exit
@@ -74,7 +76,7 @@ class Session:
         self.follower = EventsFollower(self.run_dir / "events.jsonl", notify=notify)
         self.ckpts = CheckpointWatcher(self.run_dir / "checkpoints")
         self.sys_sampler = SystemSampler(self.run_dir)
-        self.gpu_sampler = GpuSampler(min_interval_s=max(1.0, sample_every_s))
+        self._gpu_sampler: GpuSampler | None = None  # made at the first sample (NVML's import)
         self.proc_sampler: ProcessSampler | None = None
         self.sample_every_s, self.ckpt_every_s = sample_every_s, ckpt_every_s
         self._next_sample = self._next_ckpt = 0.0
@@ -342,6 +344,16 @@ class Session:
         if got is not None:
             m.energy = got
 
+    @property
+    def gpu_sampler(self) -> GpuSampler:
+        """Made when first sampled: importing NVML's bindings is not on the way to a
+        display's first paint."""
+        if self._gpu_sampler is None:
+            from cockpit.collect.gpu import GpuSampler
+
+            self._gpu_sampler = GpuSampler(min_interval_s=max(1.0, self.sample_every_s))
+        return self._gpu_sampler
+
     def close(self) -> None:
         if self.notices is not None:
             if self.model.status in ENDED and not self._settled:
@@ -351,7 +363,8 @@ class Session:
             self.meter.stop()  # a detach: the wrapped command goes on, unmeasured
         self.follower.close()
         self.ckpts.close()
-        self.gpu_sampler.close()
+        if self._gpu_sampler is not None:
+            self._gpu_sampler.close()
         if self._record is not None:
             self._record.close()
         if self._lock_fd is not None and self._lock_fd >= 0:
