@@ -27,7 +27,7 @@ REPLAY_BATCH = 2 << 20  # bytes of events a replay batch reads (~10k steps; boun
 LOG_LINES_SHOWN = 500  # the newest log lines a view carries
 POLL_S = 0.05  # how often the events file is looked at while the trainer writes fast
 BUSY_S = 1.0  # fast: 3 changes seen within this long (heartbeats alone never are)
-QUIET_S = 3.0  # and no change for this long: back to notifications
+QUIET_S = 3.0  # not fast for this long: back to notifications
 
 COMMANDS = {
     "save": (signal.SIGUSR1, "asked the trainer to save a checkpoint now (SIGUSR1)"),
@@ -60,6 +60,7 @@ class Pump:
         self._cmds: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._last_tick = 0.0
         self._changes: deque[float] = deque(maxlen=3)  # when the events file last changed
+        self._busy_at = float("-inf")  # when it last changed fast
 
     def submit(self, cmd: str) -> None:
         """Queue a command for the loop: save | stop | kill | dump. Thread-safe."""
@@ -186,14 +187,16 @@ class Pump:
         stat() every 50 ms: the pump ticks at its own pace anyway, and inotify's
         three watchdog threads would wake for every line (2.3% of a core at 50 lines
         a second). Once it has been quiet a few seconds (an eval, heartbeats only),
-        notifications again: a quiet file costs them nothing."""
+        notifications again: a quiet file costs them nothing, where polling would
+        wake this thread 20 times a second."""
         f, now = self.session.follower, time.monotonic()
         busy = len(self._changes) == self._changes.maxlen and now - self._changes[0] < BUSY_S
-        if busy and f.notify_mode == "watchdog":
-            f.use_polling(POLL_S)
-        elif f.notify_mode == "polling" and (
-            not self._changes or now - self._changes[-1] > QUIET_S
-        ):
+        if busy:
+            self._busy_at = now
+            if f.notify_mode == "watchdog":
+                f.use_polling(POLL_S)
+        elif f.notify_mode == "polling" and now - self._busy_at > QUIET_S:
+            # slow changes (heartbeats every 2 s) are not busy: notified, they cost nothing
             f.use_notify()
 
     def _post(self, post: Callable[[RunView], object], m: RunModel) -> None:

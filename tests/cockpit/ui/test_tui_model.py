@@ -359,3 +359,39 @@ def test_the_tui_reads_the_run_model_only():
                         path,
                         n,
                     )
+
+
+def test_a_run_that_only_beats_its_heart_lets_the_pump_sleep_on_notifications(
+    tmp_path, monkeypatch
+):
+    """After a burst of steps the pump looks at the file every 50 ms; once the run
+    only writes a heartbeat every 2 s (an eval, a stall, the end of the run) it goes
+    back to inotify, which costs nothing while nothing is written (polling on was
+    20 wake-ups a second of an idle run)."""
+    from cockpit.ui import pump as pump_mod
+
+    d = tmp_path / "run"
+    d.mkdir()
+    (d / "events.jsonl").write_text("")
+    p = Pump(Session(d, None, record=False))
+    f = p.session.follower
+    if f.notify_mode != "watchdog":
+        p.session.close()
+        pytest.skip("no inotify here")
+    now = [1000.0]
+    monkeypatch.setattr(pump_mod.time, "monotonic", lambda: now[0])
+    try:
+        for _ in range(20):  # 50 lines a second
+            p._changes.append(now[0])
+            p._watch_mode()
+            now[0] += 0.02
+        assert f.notify_mode == "polling"
+        for _ in range(4):  # then a heartbeat every 2 s
+            now[0] += 2.0
+            p._changes.append(now[0])
+            p._watch_mode()
+            f.wait(0.0)
+        assert f.notify_mode == "watchdog"
+    finally:
+        monkeypatch.undo()
+        p.session.close()
