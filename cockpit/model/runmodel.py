@@ -12,11 +12,14 @@ bounded deques.
 from __future__ import annotations
 
 import math
+import operator
 import statistics
 import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import and_, eq, is_
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,14 +51,27 @@ def _f(x: object) -> float | None:
 
 
 _NUMBERS = frozenset((float, int, type(None)))
+_INT = frozenset((int,))
+
+
+def _values(evs: list[dict], key: str) -> list:
+    """ev.get(key) of every event: by itemgetter in C when every event has the key
+    (a trainer writes the same fields each step), else dict.get's None for the missing."""
+    try:
+        return list(map(operator.itemgetter(key), evs))
+    except KeyError:
+        return [ev.get(key) for ev in evs]
 
 
 def _column(values: list, missing: float = math.nan) -> np.ndarray:
     """_f of every value as a float array (None: `missing`), in one numpy call when
-    they are all plain numbers or None (numpy would read a string as a number: those,
-    and bools, take the slow path)."""
+    they are all plain numbers (numpy would read a string as a number: those, and
+    None, take the slow path)."""
     import numpy as np
 
+    a = _numbers(values)
+    if a is not None:
+        return a
     if set(map(type, values)) <= _NUMBERS:
         a = np.array(values, dtype=float)
         if missing == missing and (nan := np.isnan(a)).any():
@@ -63,6 +79,44 @@ def _column(values: list, missing: float = math.nan) -> np.ndarray:
         return a
     out = [_f(v) for v in values]
     return np.array([missing if v is None else v for v in out], dtype=float)
+
+
+def _numbers(values: list) -> np.ndarray | None:
+    """`values` (numbers, or tuples of them) as floats, or None when one of them is
+    something else. numpy reads a list of ints, floats and bools as numbers (int or
+    float, as float() would), anything else (None, a string, a list, a dict, an int
+    too big for it) as another kind or shape."""
+    import numpy as np
+
+    try:
+        a = np.array(values)
+    except (ValueError, TypeError, OverflowError):  # ragged nested lists, and such
+        return None
+    if a.dtype.kind not in "fiub" or a.ndim != (
+        2 if values and values[0].__class__ is tuple else 1
+    ):
+        return None
+    return a.astype(float, copy=False)
+
+
+STEP_COLUMNS = ("t", *STEP_CURVES)
+_STEP_ROW = operator.itemgetter(*STEP_COLUMNS)
+
+
+def _step_columns(evs: list[dict]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The time column (a missing or non-number time: now, as feed() takes it) and the
+    step curves' columns (missing or not a number: NaN) of many step events. One pass
+    over the events when each has every field as a plain number (one trainer writes
+    the same fields every step), a column at a time otherwise."""
+    try:
+        a = _numbers(list(map(_STEP_ROW, evs)))
+    except KeyError:
+        a = None
+    if a is not None:
+        return a[:, 0], {k: a[:, i] for i, k in enumerate(STEP_CURVES, 1)}
+    return _column(_values(evs, "t"), time.time()), {
+        k: _column(_values(evs, k)) for k in STEP_CURVES
+    }
 
 
 # -----------------------------------------------------------------------------
@@ -186,36 +240,43 @@ class RunModel:
     def feed_all(self, evs: Iterable[dict]) -> None:
         """Many events, oldest first: the same state as feed() on each, with runs of
         step events taken in bulk (a replay is mostly steps)."""
-        run: list[dict] = []
-        for ev in evs:
-            if ev.get("type") == "step" and ev.get("step").__class__ is int:
-                run.append(ev)
-                continue
-            if run:
-                self._steps(run)
-                run = []
-            self.feed(ev)
-        if run:
-            self._steps(run)
+        evs = evs if evs.__class__ is list else list(evs)
+        n = len(evs)
+        # which events are steps with an int step, in C: ok[i] is False for the few
+        # that are not (an eval, a checkpoint...), found by list.index, not a Python loop
+        types = list(map(dict.get, evs, repeat("type", n)))
+        steps = list(map(dict.get, evs, repeat("step", n)))
+        ok = list(
+            map(and_, map(eq, types, repeat("step", n)), map(is_, map(type, steps), repeat(int, n)))
+        )
+        i = 0
+        while i < n:
+            try:
+                j = ok.index(False, i)
+            except ValueError:
+                j = n
+            if j > i:
+                self._steps(evs[i:j] if j - i < n else evs, steps[i:j])
+            if j < n:
+                self.feed(evs[j])
+            i = j + 1
 
-    def _steps(self, evs: list[dict]) -> None:
-        """A run of step events (each with an int step): the state feed() gives, with
-        every column taken as a numpy array (a million-step replay is mostly this)."""
+    def _steps(self, evs: list[dict], steps: list[int]) -> None:
+        """A run of step events (each with an int step, `steps`): the state feed() gives,
+        with every column taken as a numpy array (a million-step replay is mostly this)."""
         if len(evs) < 8:
             for ev in evs:
                 self.feed(ev)
             return
         import numpy as np  # lazy: a short run's display never needs it
 
-        now = time.time()
-        ts = _column([ev.get("t") for ev in evs], now)
-        steps = np.array([ev["step"] for ev in evs], dtype=float)
+        ts, cols = _step_columns(evs)
+        xs = np.array(steps, dtype=float)
         if self.t_first is None:
             self.t_first = float(ts[0])
-        cols = {k: _column([ev.get(k) for ev in evs]) for k in STEP_CURVES}
         for k, col in cols.items():
-            getattr(self, k).extend(steps, col)
-        self.step_t.extend(steps, ts)
+            getattr(self, k).extend(xs, col)
+        self.step_t.extend(xs, ts)
         loss = cols["loss"]
         loss = loss[np.isfinite(loss)]
         ema = self.loss_ema
@@ -236,13 +297,13 @@ class RunModel:
                     break
         self.recent_step_ms.extend(reversed(recent))
         n = self.step_times.maxlen or len(evs)
-        self.step_times.extend(zip(ts[-n:].tolist(), [ev["step"] for ev in evs[-n:]], strict=True))
+        self.step_times.extend(zip(ts[-n:].tolist(), steps[-n:], strict=True))
         for ev in reversed(evs):
             if tokens := ev.get("tokens"):
                 self.tokens = tokens
                 break
         last = evs[-1]
-        self.step, self.last, self.epoch = last["step"], last, last.get("epoch") or 0
+        self.step, self.last, self.epoch = steps[-1], last, last.get("epoch") or 0
         self.t_last_step = self.t_last_activity = float(ts[-1])
         if self.status in ("waiting", "starting"):
             self.status = "running"
@@ -435,7 +496,8 @@ class RunModel:
         if len(self.step_times) < 2:
             return None
         (t0, s0), (t1, s1) = self.step_times[0], self.step_times[-1]
-        return (s1 - s0) / (t1 - t0) if t1 > t0 and s1 > s0 else None
+        dt = t1 - t0  # not t1 > t0: an int time and a float may differ yet subtract to 0.0
+        return (s1 - s0) / dt if dt > 0 and s1 > s0 else None
 
     def eta_s(self) -> float | None:
         rate = self.steps_per_s()
