@@ -23,7 +23,6 @@ offset before the next poll is not seen as truncated.
 
 from __future__ import annotations
 
-import operator
 import os
 import threading
 import time
@@ -57,10 +56,6 @@ def _slow_parse(raw: bytes) -> tuple[dict | None, str | None]:
     if d.__class__ is not dict or d.get("type").__class__ is not str:
         return None, "not an event object"
     return d, None
-
-
-_GET_TYPE = operator.itemgetter("type")
-_STR = frozenset((str,))
 
 
 # -----------------------------------------------------------------------------
@@ -245,27 +240,6 @@ class EventsFollower:
         self.malformed += 1
         self.malformed_lines.append(Malformed(line, reason, preview(raw)))
 
-    def _parse_lines(self, lines: list[bytes], base: int, out: list[dict]) -> None:
-        """Line by line, each bad line counted with its number (line `base` + 1 first)."""
-        loads, DecodeError, append = orjson.loads, orjson.JSONDecodeError, out.append
-        reason: str | None
-        for n, raw in enumerate(lines, base + 1):
-            try:
-                d = loads(raw)
-                if d["type"].__class__ is str:
-                    append(d)
-                    continue
-                reason = "not an event object"
-            except DecodeError:
-                d, reason = _slow_parse(raw)
-                if d is not None:
-                    append(d)
-                if reason is None:
-                    continue
-            except (TypeError, KeyError):  # a list, a number, a string, or no "type"
-                reason = "not an event object"
-            self._bad(n, reason, raw)
-
     def _drain(self, out: list[dict], max_bytes: int | None = None) -> bool:
         """Read to EOF as of now (a fast writer cannot pin us here), or max_bytes;
         True when bytes are left over."""
@@ -278,7 +252,7 @@ class EventsFollower:
         if max_bytes is not None:
             end = min(end, self._off + max_bytes)
         # locals: this loop runs once per line of a million-line replay
-        loads, DecodeError, get_type = orjson.loads, orjson.JSONDecodeError, _GET_TYPE
+        loads, DecodeError, append = orjson.loads, orjson.JSONDecodeError, out.append
         pread, chunk, max_line = os.pread, self.chunk_bytes, self.max_line_bytes
         too_long = f"line longer than {max_line} bytes"
         while self._off < end:
@@ -305,18 +279,23 @@ class EventsFollower:
                 self._parts, self._held = [], 0
             base = self.line_no
             self.line_no = base + len(lines)
-            # the whole chunk in C first: when every line is an event object (a healthy
-            # file, nearly always) that is all; otherwise the exact loop below parses
-            # the chunk again line by line, counting and keeping the bad lines
-            try:
-                ds = list(map(loads, lines))
-                whole = set(map(type, map(get_type, ds))) <= _STR
-            except (DecodeError, TypeError, KeyError):  # KeyError: an object with no "type"
-                whole = False
-            if whole:
-                out += ds
-            else:
-                self._parse_lines(lines, base, out)
+            reason: str | None
+            for n, raw in enumerate(lines, base + 1):
+                try:
+                    d = loads(raw)
+                    if d["type"].__class__ is str:
+                        append(d)
+                        continue
+                    reason = "not an event object"
+                except DecodeError:
+                    d, reason = _slow_parse(raw)
+                    if d is not None:
+                        append(d)
+                    if reason is None:
+                        continue
+                except (TypeError, KeyError):  # a list, a number, a string, or no "type"
+                    reason = "not an event object"
+                self._bad(n, reason, raw)
             if tail:
                 if self._held + len(tail) > max_line:
                     # never hold a huge line whole: count it now, drop bytes to its newline

@@ -18,8 +18,6 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from itertools import repeat
-from operator import and_, eq, is_
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -51,7 +49,6 @@ def _f(x: object) -> float | None:
 
 
 _NUMBERS = frozenset((float, int, type(None)))
-_INT = frozenset((int,))
 
 
 def _values(evs: list[dict], key: str) -> list:
@@ -99,24 +96,31 @@ def _numbers(values: list) -> np.ndarray | None:
     return a.astype(float, copy=False)
 
 
-STEP_COLUMNS = ("t", *STEP_CURVES)
-_STEP_ROW = operator.itemgetter(*STEP_COLUMNS)
+STEP_COLUMNS = ("t", "step", *STEP_CURVES)
+_PLAIN = frozenset((int, float))
 
 
-def _step_columns(evs: list[dict]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """The time column (a missing or non-number time: now, as feed() takes it) and the
-    step curves' columns (missing or not a number: NaN) of many step events. One pass
-    over the events when each has every field as a plain number (one trainer writes
-    the same fields every step), a column at a time otherwise."""
-    try:
-        a = _numbers(list(map(_STEP_ROW, evs)))
-    except KeyError:
-        a = None
-    if a is not None:
-        return a[:, 0], {k: a[:, i] for i, k in enumerate(STEP_CURVES, 1)}
-    return _column(_values(evs, "t"), time.time()), {
-        k: _column(_values(evs, k)) for k in STEP_CURVES
-    }
+def _step_columns(evs: list[dict]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """The time column (a missing or non-number time: now, as feed() takes it), the
+    step column (ints, as floats) and the step curves' columns (missing or not a
+    number: NaN) of many step events (each with an int step). The
+    fields the first event holds as numbers are read in one pass over the events, as
+    rows (one trainer writes the same fields every step); the others (a null mfu
+    where the peak is unknown), or all of them when a row holds anything else, a
+    column at a time."""
+    first = evs[0]
+    rows = [k for k in STEP_COLUMNS if first.get(k).__class__ in _PLAIN]
+    a = None
+    if len(rows) > 1:
+        try:
+            a = _numbers(list(map(operator.itemgetter(*rows), evs)))
+        except KeyError:
+            pass
+    got = {k: a[:, i] for i, k in enumerate(rows)} if a is not None else {}
+    for k in STEP_COLUMNS:
+        if k not in got:
+            got[k] = _column(_values(evs, k), time.time() if k == "t" else math.nan)
+    return got["t"], got["step"], {k: got[k] for k in STEP_CURVES}
 
 
 # -----------------------------------------------------------------------------
@@ -240,38 +244,28 @@ class RunModel:
     def feed_all(self, evs: Iterable[dict]) -> None:
         """Many events, oldest first: the same state as feed() on each, with runs of
         step events taken in bulk (a replay is mostly steps)."""
-        evs = evs if evs.__class__ is list else list(evs)
-        n = len(evs)
-        # which events are steps with an int step, in C: ok[i] is False for the few
-        # that are not (an eval, a checkpoint...), found by list.index, not a Python loop
-        types = list(map(dict.get, evs, repeat("type", n)))
-        steps = list(map(dict.get, evs, repeat("step", n)))
-        ok = list(
-            map(and_, map(eq, types, repeat("step", n)), map(is_, map(type, steps), repeat(int, n)))
-        )
-        i = 0
-        while i < n:
-            try:
-                j = ok.index(False, i)
-            except ValueError:
-                j = n
-            if j > i:
-                self._steps(evs[i:j] if j - i < n else evs, steps[i:j])
-            if j < n:
-                self.feed(evs[j])
-            i = j + 1
+        run: list[dict] = []
+        for ev in evs:
+            if ev.get("type") == "step" and ev.get("step").__class__ is int:
+                run.append(ev)
+                continue
+            if run:
+                self._steps(run)
+                run = []
+            self.feed(ev)
+        if run:
+            self._steps(run)
 
-    def _steps(self, evs: list[dict], steps: list[int]) -> None:
-        """A run of step events (each with an int step, `steps`): the state feed() gives,
-        with every column taken as a numpy array (a million-step replay is mostly this)."""
+    def _steps(self, evs: list[dict]) -> None:
+        """A run of step events (each with an int step): the state feed() gives, with
+        every column taken as a numpy array (a million-step replay is mostly this)."""
         if len(evs) < 8:
             for ev in evs:
                 self.feed(ev)
             return
         import numpy as np  # lazy: a short run's display never needs it
 
-        ts, cols = _step_columns(evs)
-        xs = np.array(steps, dtype=float)
+        ts, xs, cols = _step_columns(evs)
         if self.t_first is None:
             self.t_first = float(ts[0])
         for k, col in cols.items():
@@ -297,13 +291,13 @@ class RunModel:
                     break
         self.recent_step_ms.extend(reversed(recent))
         n = self.step_times.maxlen or len(evs)
-        self.step_times.extend(zip(ts[-n:].tolist(), steps[-n:], strict=True))
+        self.step_times.extend(zip(ts[-n:].tolist(), [ev["step"] for ev in evs[-n:]], strict=True))
         for ev in reversed(evs):
             if tokens := ev.get("tokens"):
                 self.tokens = tokens
                 break
         last = evs[-1]
-        self.step, self.last, self.epoch = steps[-1], last, last.get("epoch") or 0
+        self.step, self.last, self.epoch = last["step"], last, last.get("epoch") or 0
         self.t_last_step = self.t_last_activity = float(ts[-1])
         if self.status in ("waiting", "starting"):
             self.status = "running"
