@@ -132,13 +132,15 @@ ODD = [
     [1.0],
     [],
     {"a": 1},
+    [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1.0]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]],  # deep
+    [0.5] * 1000,
     0,
     -2,
 ]
 
 
 @pytest.mark.parametrize(
-    "field", ["loss", "t", "lr", "step_ms", "mfu", "tokens_per_s", "tokens", "epoch"]
+    "field", ["loss", "t", "step", "lr", "step_ms", "mfu", "tokens_per_s", "tokens", "epoch"]
 )
 def test_odd_values_in_a_step_field_give_the_model_feed_gives(field, monkeypatch):
     rng = random.Random(field)
