@@ -90,7 +90,9 @@ class Curve(Extremes):
         xa, ya = xa[ok], ya[ok]
         if not len(ya):
             return
-        whole = bool(np.all(xa == np.floor(xa)))  # steps: kept as ints, as add() keeps them
+        # steps: kept as ints, as add() keeps them (those an int64 holds: past it, or
+        # infinite, an x stays a float rather than wrap around)
+        whole = bool(np.all((xa == np.floor(xa)) & (np.abs(xa) < 2.0**63)))
 
         def xl(a: np.ndarray) -> list:
             return a.astype(np.int64).tolist() if whole else a.tolist()

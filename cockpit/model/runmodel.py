@@ -12,6 +12,7 @@ bounded deques.
 from __future__ import annotations
 
 import math
+import operator
 import statistics
 import time
 from collections import deque
@@ -50,12 +51,24 @@ def _f(x: object) -> float | None:
 _NUMBERS = frozenset((float, int, type(None)))
 
 
+def _values(evs: list[dict], key: str) -> list:
+    """ev.get(key) of every event: by itemgetter in C when every event has the key
+    (a trainer writes the same fields each step), else dict.get's None for the missing."""
+    try:
+        return list(map(operator.itemgetter(key), evs))
+    except KeyError:
+        return [ev.get(key) for ev in evs]
+
+
 def _column(values: list, missing: float = math.nan) -> np.ndarray:
     """_f of every value as a float array (None: `missing`), in one numpy call when
-    they are all plain numbers or None (numpy would read a string as a number: those,
-    and bools, take the slow path)."""
+    they are all plain numbers (numpy would read a string as a number: those, and
+    None, take the slow path)."""
     import numpy as np
 
+    a = _numbers(values)
+    if a is not None:
+        return a
     if set(map(type, values)) <= _NUMBERS:
         a = np.array(values, dtype=float)
         if missing == missing and (nan := np.isnan(a)).any():
@@ -63,6 +76,51 @@ def _column(values: list, missing: float = math.nan) -> np.ndarray:
         return a
     out = [_f(v) for v in values]
     return np.array([missing if v is None else v for v in out], dtype=float)
+
+
+def _numbers(values: list) -> np.ndarray | None:
+    """`values` (numbers, or tuples of them) as floats, or None when one of them is
+    something else. numpy reads a list of ints, floats and bools as numbers (int or
+    float, as float() would), anything else (None, a string, a list, a dict, an int
+    too big for it) as another kind or shape."""
+    import numpy as np
+
+    try:
+        a = np.array(values)
+    except (ValueError, TypeError, OverflowError):  # ragged nested lists, and such
+        return None
+    if a.dtype.kind not in "fiub" or a.ndim != (
+        2 if values and values[0].__class__ is tuple else 1
+    ):
+        return None
+    return a.astype(float, copy=False)
+
+
+STEP_COLUMNS = ("t", "step", *STEP_CURVES)
+_PLAIN = frozenset((int, float))
+
+
+def _step_columns(evs: list[dict]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """The time column (a missing or non-number time: now, as feed() takes it), the
+    step column (ints, as floats) and the step curves' columns (missing or not a
+    number: NaN) of many step events (each with an int step). The
+    fields the first event holds as numbers are read in one pass over the events, as
+    rows (one trainer writes the same fields every step); the others (a null mfu
+    where the peak is unknown), or all of them when a row holds anything else, a
+    column at a time."""
+    first = evs[0]
+    rows = [k for k in STEP_COLUMNS if first.get(k).__class__ in _PLAIN]
+    a = None
+    if len(rows) > 1:
+        try:
+            a = _numbers(list(map(operator.itemgetter(*rows), evs)))
+        except KeyError:
+            pass
+    got = {k: a[:, i] for i, k in enumerate(rows)} if a is not None else {}
+    for k in STEP_COLUMNS:
+        if k not in got:
+            got[k] = _column(_values(evs, k), time.time() if k == "t" else math.nan)
+    return got["t"], got["step"], {k: got[k] for k in STEP_CURVES}
 
 
 # -----------------------------------------------------------------------------
@@ -207,15 +265,12 @@ class RunModel:
             return
         import numpy as np  # lazy: a short run's display never needs it
 
-        now = time.time()
-        ts = _column([ev.get("t") for ev in evs], now)
-        steps = np.array([ev["step"] for ev in evs], dtype=float)
+        ts, xs, cols = _step_columns(evs)
         if self.t_first is None:
             self.t_first = float(ts[0])
-        cols = {k: _column([ev.get(k) for ev in evs]) for k in STEP_CURVES}
         for k, col in cols.items():
-            getattr(self, k).extend(steps, col)
-        self.step_t.extend(steps, ts)
+            getattr(self, k).extend(xs, col)
+        self.step_t.extend(xs, ts)
         loss = cols["loss"]
         loss = loss[np.isfinite(loss)]
         ema = self.loss_ema
@@ -435,7 +490,8 @@ class RunModel:
         if len(self.step_times) < 2:
             return None
         (t0, s0), (t1, s1) = self.step_times[0], self.step_times[-1]
-        return (s1 - s0) / (t1 - t0) if t1 > t0 and s1 > s0 else None
+        dt = t1 - t0  # not t1 > t0: an int time and a float may differ yet subtract to 0.0
+        return (s1 - s0) / dt if dt > 0 and s1 > s0 else None
 
     def eta_s(self) -> float | None:
         rate = self.steps_per_s()
