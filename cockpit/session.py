@@ -121,7 +121,7 @@ class Session:
         start = self.follower.offset
         self.snapshot_rejected = self._peeked and start == 0
         sys_reader = JsonlReader(self.run_dir / "system.jsonl", offset=covered)
-        samples = (d for d in sys_reader if isinstance(d.get("t"), int | float))
+        samples = (d for d in sys_reader if isinstance(t := d.get("t"), int | float) and t == t)
         pending = next(samples, None)
         try:
             size = (self.run_dir / "events.jsonl").stat().st_size
@@ -130,7 +130,7 @@ class Session:
         while True:
             evs = self.follower.poll(batch_bytes)
             ts = (
-                [t if isinstance(t := e.get("t"), int | float) else 0.0 for e in evs]
+                [t if isinstance(t := e.get("t"), int | float) and t == t else 0.0 for e in evs]
                 if pending is not None
                 else []
             )

@@ -1,9 +1,7 @@
 """A replay merges events and system samples by time: a NaN time (json.loads reads
 the NaN literal) in either file must not stop it. Session.replay compared NaN
-with `<` and `<=`, both False, and looped forever on the same event.
-
-Skipped until cockpit/session.py reads a NaN time as no time (the two-line diff
-in the coldparse branch's report); remove the mark with it."""
+with `<` and `<=`, both False, and looped forever on the same event: a NaN time
+is read as no time."""
 
 from __future__ import annotations
 
@@ -25,7 +23,6 @@ s.close()
 """
 
 
-@pytest.mark.skip(reason="session.replay loops on a NaN time: the lead's session.py diff fixes it")
 @pytest.mark.parametrize(
     "events, system, want",
     [
