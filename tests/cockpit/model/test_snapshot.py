@@ -281,3 +281,19 @@ def test_a_long_run_watched_to_its_end_leaves_an_index_behind(tmp_path, monkeypa
     s2.close()
     assert s2.replayed_events == 0 and v.figures.step == 1500
     assert _shown(v) == _replay_only(d)[0]
+
+
+def test_cockpit_index_writes_a_runs_snapshot_on_demand(tmp_path, capsys, monkeypatch):
+    """For a run trained without a cockpit watching: `cockpit index RUN`."""
+    from cockpit.cli import main
+
+    monkeypatch.setattr(snapshot, "MIN_BYTES", 4 << 20)  # as shipped: this run is far smaller
+    d = _run(tmp_path / "run")
+    assert main(["index", str(d)]) == 0
+    out = capsys.readouterr().out
+    assert f"indexed {d}" in out and "events read" in out and snapshot.NAME in out
+    v, s = _open(d)
+    s.close()
+    assert s.replayed_events == 0 and _shown(v) == _replay_only(d)[0]
+    assert main(["index", str(tmp_path / "nope")]) == 2
+    assert "not a run directory" in capsys.readouterr().err
