@@ -143,32 +143,52 @@ SPIKE_SCAN = 500  # steps a check looks back for a spike (500 steps/s at one che
 
 def loss_spike(m: RunModel, cfg: HealthConfig, now: float) -> Finding | None:
     """A loss beyond mean + k·σ of the window before it, among the last SPIKE_SCAN
-    steps: the checks run once a second, and steps may come far faster."""
-    tail = list(m.loss.tail)[-(SPIKE_SCAN + cfg.spike_window) :]
+    steps: the checks run once a second, and steps may come far faster. The answer
+    depends on the loss curve's tail alone: while no step comes (an idle run, an
+    eval) it is the last one, not scanned again."""
+    c = m.loss
+    last = c.tail[-1] if c.tail else None
+    key = (id(c), c.n, c.n_nonfinite, last, cfg.spike_window, cfg.spike_min_points, cfg.spike_sigma)
+    if _spike_memo[0] == key:
+        return _spike_memo[1]
+    found = _loss_spike(list(c.tail)[-(SPIKE_SCAN + cfg.spike_window) :], cfg)
+    _spike_memo[:] = [key, found]
+    return found
+
+
+_spike_memo: list = [None, None]  # (the key of the last scan, its finding)
+
+
+def _loss_spike(tail: list[tuple[float, float]], cfg: HealthConfig) -> Finding | None:
     w = cfg.spike_window
     if len(tail) < cfg.spike_min_points + 1:
         return None
-    ys = [y for _, y in tail]
-    s1, s2 = [0.0], [0.0]  # prefix sums: each window's mean and σ in O(1)
-    for y in ys:
-        s1.append(s1[-1] + y)
-        s2.append(s2[-1] + y * y)
-    for i in range(len(ys) - 1, max(0, len(ys) - 1 - SPIKE_SCAN), -1):
-        lo = max(0, i - w)
-        n = i - lo
-        if n < cfg.spike_min_points:
-            break
-        mean = (s1[i] - s1[lo]) / n
-        sd = math.sqrt(max(0.0, (s2[i] - s2[lo]) / n - mean * mean))
-        y = ys[i]
-        if y > mean + cfg.spike_sigma * max(sd, 1e-6 * abs(mean), 1e-12):
-            return Finding(
-                "loss_spike",
-                "warn",
-                f"loss {y:.4g} at step {int(tail[i][0])} is {(y - mean) / max(sd, 1e-12):.1f}σ "
-                f"above the mean {mean:.4g} of the {n} steps before it",
-            )
-    return None
+    import numpy as np  # lazy: a display of a short run never needs it
+
+    ys = np.array([y for _, y in tail], dtype=np.float64)
+    # prefix sums (sequential, as a loop adds them): each window's mean and σ in O(1)
+    s1 = np.concatenate(([0.0], np.cumsum(ys)))
+    s2 = np.concatenate(([0.0], np.cumsum(ys * ys)))
+    i = np.arange(len(ys) - 1, max(0, len(ys) - 1 - SPIKE_SCAN), -1)  # newest first
+    lo = np.maximum(0, i - w)
+    n = i - lo
+    keep = n >= cfg.spike_min_points  # n only shrinks going back: a prefix of i
+    i, lo, n = i[keep], lo[keep], n[keep]
+    mean = (s1[i] - s1[lo]) / n
+    sd = np.sqrt(np.maximum(0.0, (s2[i] - s2[lo]) / n - mean * mean))
+    y = ys[i]
+    bar = np.maximum(np.maximum(sd, 1e-6 * np.abs(mean)), 1e-12)
+    hits = np.flatnonzero(y > mean + cfg.spike_sigma * bar)
+    if not len(hits):
+        return None
+    k = int(hits[0])
+    yk, mk, sk, j = float(y[k]), float(mean[k]), float(sd[k]), int(i[k])
+    return Finding(
+        "loss_spike",
+        "warn",
+        f"loss {yk:.4g} at step {int(tail[j][0])} is {(yk - mk) / max(sk, 1e-12):.1f}σ "
+        f"above the mean {mk:.4g} of the {int(n[k])} steps before it",
+    )
 
 
 def leak_slope_mib_per_min(m: RunModel, window_s: float, now: float) -> tuple[float, float] | None:

@@ -3,6 +3,7 @@ problem, stays quiet on a healthy one, and fires once per episode."""
 
 from __future__ import annotations
 
+import math
 import random
 import time
 
@@ -238,3 +239,53 @@ def test_a_straggler_and_a_failed_rank_become_alerts_once():
     [f] = h.update(m, time.time())
     assert (f.code, f.level, f.detail) == ("rank_failed", "error", "x")
     assert f.message == "rank 1 killed by SIGKILL after step 7, with no end line"
+
+
+def _spike_reference(m, cfg):
+    """The spike rule written plainly, a window at a time (the check computes the
+    same windows from prefix sums, all at once)."""
+    from cockpit.model.health import SPIKE_SCAN
+
+    tail = list(m.loss.tail)[-(SPIKE_SCAN + cfg.spike_window) :]
+    ys = [y for _, y in tail]
+    for i in range(len(ys) - 1, max(0, len(ys) - 1 - SPIKE_SCAN), -1):
+        before = ys[max(0, i - cfg.spike_window) : i]
+        if len(before) < cfg.spike_min_points:
+            break
+        mean = sum(before) / len(before)
+        sd = math.sqrt(max(0.0, sum(y * y for y in before) / len(before) - mean * mean))
+        if ys[i] > mean + cfg.spike_sigma * max(sd, 1e-6 * abs(mean), 1e-12):
+            return int(tail[i][0]), len(before)
+    return None
+
+
+def test_the_spike_rule_at_every_window_and_an_idle_run_is_not_scanned_again():
+    from cockpit.model import health as H
+
+    rng, cfg = random.Random(3), H.HealthConfig()
+    for trial in range(40):
+        s = healthy_stream()
+        steps = [e for e in s if e["type"] == "step"]
+        for _ in range(trial % 4):  # none, one or more spikes anywhere in the window
+            steps[rng.randrange(len(steps))]["loss"] = 3 + rng.random() * (trial % 7)
+        m = model_of(s)
+        want = _spike_reference(m, cfg)
+        got = H.loss_spike(m, cfg, T0 + 41)
+        if want is None:
+            assert got is None
+        else:
+            assert got is not None and f"at step {want[0]} " in got.message
+            assert f"of the {want[1]} steps before it" in got.message
+    # a run with no new step since the last check: the same answer, from memory
+    calls = []
+    real = H._loss_spike
+    H._loss_spike = lambda tail, cfg: calls.append(1) or real(tail, cfg)
+    try:
+        m = model_of(healthy_stream())
+        first = [H.loss_spike(m, cfg, T0 + 41 + k) for k in range(5)]
+        assert first == [first[0]] * 5 and len(calls) == 1
+        newest = [e for e in healthy_stream() if e["type"] == "step"][-1]
+        m.feed_all([dict(newest, step=newest["step"] + 1, loss=50.0, t=T0 + 60)])
+        assert H.loss_spike(m, cfg, T0 + 61) is not None and len(calls) == 2
+    finally:
+        H._loss_spike = real
