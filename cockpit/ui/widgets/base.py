@@ -13,7 +13,6 @@ from typing import Any, Protocol, cast
 
 from textual.content import Content
 from textual.dom import DOMNode
-from textual.timer import Timer
 from textual.widget import Widget
 
 from cockpit.fmt import clean
@@ -37,6 +36,7 @@ MUTED, ACCENT, PRIMARY = "$text-muted", "$text-accent", "$text-primary"
 OK, WARN, ERROR = "$text-success", "$text-warning", "$text-error"
 LEVEL_STYLE = {"info": PRIMARY, "warn": WARN, "error": ERROR}
 GAP = "  "  # between a value and the next label
+SLACK_S = 0.25  # a pass a little early for a panel's MIN_INTERVAL_S still draws it
 
 
 def cockpit_app(node: DOMNode) -> CockpitApp:
@@ -121,8 +121,11 @@ class Panel(Widget):
     """Set `show(view)` from the screen. A panel draws its rows when what it depends
     on (`key()`) changed, and asks Textual to repaint only when the rows differ
     from what is on screen: a view a second while a run idles costs almost nothing.
-    A costly panel sets MIN_INTERVAL_S: it redraws at most that often (the last
-    view is never lost, a timer draws it)."""
+    A costly panel sets MIN_INTERVAL_S: it redraws at most that often; `show`
+    then says the change is still to draw, and the screen shows it the view again
+    later (the last view is never lost). A hidden panel (no size: another panel
+    is maximized, or the layout leaves it out) only keeps the view, and draws it
+    when it is shown."""
 
     DEFAULT_CSS = """
     Panel { height: 1fr; width: 1fr; text-wrap: nowrap; text-overflow: clip; }
@@ -132,40 +135,34 @@ class Panel(Widget):
 
     def __init__(self, **kw):
         super().__init__(**kw)
+        # a panel's text has no links: without this Textual re-makes every rendered
+        # line looking for them, unpickling each part's style (a tenth of a frame)
+        self.auto_links = False
         self.border_title = self.TITLE
         self.view: RunView | None = None
         self._key: object = object()
         self._rows: list | None = None
         self._rows_size: tuple[int, int] | None = None
         self._drawn = 0.0
-        self._timer: Timer | None = None
 
-    def show(self, view: RunView) -> None:
+    def show(self, view: RunView, *, at_once: bool = False) -> bool:
+        """Take the newest view; False when a change waits for MIN_INTERVAL_S
+        (at_once: draw it now whatever the interval)."""
         self.view = view
+        if not self.size.area:
+            self._key, self._rows = object(), None  # drawn once it has a size again
+            return True
         key = self.key(view)
         if key == self._key:
-            return
-        wait = self._drawn + self.MIN_INTERVAL_S - time.monotonic()
-        if wait > 0:
-            if self._timer is None:
-                # the next view usually comes first and draws in the same frame as the
-                # others; the timer only draws a last view that nothing follows
-                self._timer = self.set_timer(wait + 1.0, self._deferred)
-            return
+            return True
+        if not at_once and time.monotonic() + SLACK_S < self._drawn + self.MIN_INTERVAL_S:
+            return False
         self._key = key
         self.redraw()
-
-    def _deferred(self) -> None:
-        self._timer = None
-        if self.view is not None and self.key(self.view) != self._key:
-            self._key = self.key(self.view)
-            self.redraw()
+        return True
 
     def redraw(self, force: bool = False) -> None:
         """Draw the rows now; repaint if they changed (or when forced: settings)."""
-        if self._timer is not None:
-            self._timer.stop()
-            self._timer = None
         self._drawn = time.monotonic()
         rows = self._draw_rows()
         if force or rows != self._rows:
