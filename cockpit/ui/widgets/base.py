@@ -13,6 +13,8 @@ from typing import Any, Protocol, cast
 
 from textual.content import Content
 from textual.dom import DOMNode
+from textual.strip import Strip
+from textual.visual import Visual
 from textual.widget import Widget
 
 from cockpit.fmt import clean
@@ -144,6 +146,8 @@ class Panel(Widget):
         self._rows: list | None = None
         self._rows_size: tuple[int, int] | None = None
         self._drawn = 0.0
+        self._strips: dict[int, tuple[tuple, Strip]] = {}  # per row: its parts, its line
+        self._strips_for: tuple = ()  # what the lines were rendered for (width, style, theme)
 
     def show(self, view: RunView, *, at_once: bool = False) -> bool:
         """Take the newest view; False when a change waits for MIN_INTERVAL_S
@@ -183,12 +187,41 @@ class Panel(Widget):
         self.draw(self.view, out)
         return out.rows
 
-    def render(self) -> Content:
+    def _rows_now(self) -> list:
         if self._rows is None or self._rows_size != tuple(self.size):
             self._rows = self._draw_rows()  # first paint, or a new size
+        return self._rows
+
+    def render(self) -> Content:
         out = Lines(*self.size)
-        out.rows = self._rows
+        out.rows = self._rows_now()
         return out.content()
+
+    def render_line(self, y: int) -> Strip:
+        """One line on screen: a row whose parts did not change keeps the line it was
+        rendered to (a view that moves the step re-renders the header's second row,
+        not both). While text is selected, Textual renders the whole panel as usual."""
+        if self.text_selection is not None:
+            return super().render_line(y)
+        rows, style = self._rows_now(), self.visual_style
+        width = self.size.width
+        made_for = (width, style, self.app.theme)
+        if made_for != self._strips_for:
+            self._strips_for, self._strips = made_for, {}
+        if y >= len(rows):
+            return Strip.blank(width, style.rich_style)
+        parts = tuple(rows[y])
+        got = self._strips.get(y)
+        if got is not None and got[0] == parts:
+            return got[1]
+        out = Lines(width)
+        out.rows = [rows[y]]
+        strips = Visual.to_strips(self, out.content(), width, 1, style)
+        strip = strips[0] if strips else Strip.blank(0)
+        if y:  # the row's place in the panel, for a mouse selection (as render() has it)
+            strip = strip.apply_offsets(0, y)
+        self._strips[y] = (parts, strip)
+        return strip
 
     def draw(self, v: RunView, out: Lines) -> None:
         raise NotImplementedError
