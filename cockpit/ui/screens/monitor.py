@@ -44,7 +44,8 @@ from cockpit.ui.widgets.training import (
 Severity = Literal["information", "warning", "error"]
 LEVELS: dict[str, Severity] = {"info": "information", "warn": "warning", "error": "error"}
 SIGNALLING = ("save", "stop", "dump")  # the actions that signal the trainer
-BODY_S = 1.0  # the body's panels redraw together at most this often while the run goes on
+BODY_S = 1.0  # the body's panels redraw together about this often while the run goes on
+EARLY_S = 0.15  # a view this close to the pass takes it: the pass joins the view's frame
 
 
 class MonitorScreen(Screen):
@@ -143,13 +144,16 @@ class MonitorScreen(Screen):
             self.refresh_bindings()  # s and d only for a trainer that handles them
         # under torchrun the ranks take the place of memory (compact) or threads (full)
         self.set_class(v.ranks is not None, "-ranks")
-        for p in self._top:
-            p.show(v)
-        now = time.monotonic()
-        if now >= self._body_due or v.ended:  # a run over: its last state at once
-            self._show_body()
-        elif self._body_timer is None:  # the newest view then, whatever comes before
-            self._body_timer = self.set_timer(self._body_due - now, self._show_body)
+        if self.is_current:  # covered (runs, compare): the panels catch up on resume
+            for p in self._top:
+                p.show(v)
+            now = time.monotonic()
+            # a run over: its last state at once. A view a second (an idle run's clock)
+            # arrives a little early or late: it takes the pass, one frame not two
+            if now >= self._body_due - EARLY_S or v.ended:
+                self._show_body()
+            elif self._body_timer is None:  # if no view comes to take the pass
+                self._body_timer = self.set_timer(self._body_due + EARLY_S - now, self._show_body)
         if self._dump_from is not None:
             dump = [a for a in v.alerts if a.seq > self._dump_from and a.code == "stack_dump"]
             if dump:
@@ -160,17 +164,18 @@ class MonitorScreen(Screen):
 
     def _show_body(self) -> None:
         """The body's pass: every panel sees the newest view; one that waits for its
-        own interval (MIN_INTERVAL_S) gets the next pass, due even if no view comes."""
+        own interval (MIN_INTERVAL_S) gets the next pass, which a timer makes if no
+        view comes to take it."""
         if self._body_timer is not None:
             self._body_timer.stop()
             self._body_timer = None
         self._body_due = time.monotonic() + BODY_S
         v = self.view
-        if v is None:
+        if v is None or not self.is_current:
             return
         waiting = [p for p in self._body if not p.show(v, at_once=v.ended)]
-        if waiting:
-            self._body_timer = self.set_timer(BODY_S, self._show_body)
+        if waiting:  # the next view takes the next pass; this timer if none comes
+            self._body_timer = self.set_timer(BODY_S + EARLY_S, self._show_body)
 
     def _pop_up_alerts(self, v: RunView) -> None:
         """Alerts that come while we watch pop up (a replayed history's do not)."""
@@ -196,8 +201,10 @@ class MonitorScreen(Screen):
         self.notify(clean(msg.text), severity=level, timeout=6, markup=False)
 
     def on_screen_resume(self) -> None:
-        if self.view is not None:  # panels shown again after a resize or a screen on top
+        v = self.view
+        if v is not None:  # panels shown again after a resize or a screen on top
             for p in self.query(Panel):
+                p.show(v, at_once=True)  # the views that came while it was covered
                 p.redraw(force=True)
 
     @on(LogPanel.SearchClosed)

@@ -123,3 +123,40 @@ def test_a_mouse_selection_in_a_panel_takes_the_row_under_it(in_repo):  # noqa: 
             assert app.screen.get_selected_text() == "step 180/600 (30%) ·"
 
     asyncio.run(go())
+
+
+def test_a_covered_monitor_draws_nothing_and_catches_up_when_shown(tmp_path, monkeypatch):
+    """While the runs screen covers the monitor of a live run, its panels draw
+    nothing (the views still come, a few a second); back on it, the header shows
+    the newest step at once."""
+    drawn: list[type] = []
+    draw_rows = Panel._draw_rows
+
+    def spy(self):
+        drawn.append(type(self))
+        return draw_rows(self)
+
+    monkeypatch.setattr(Panel, "_draw_rows", spy)
+    w = Writer(tmp_path / "live")
+
+    async def go() -> None:
+        app = CockpitApp("monitor", session=Session(tmp_path / "live", None), logs=tmp_path)
+        async with app.run_test(size=(120, 36)) as pilot:
+            monitor = app.screen
+            await w.steps(0.2)
+            await pilot.press("r")
+            await pilot.pause(0.1)
+            drawn.clear()
+            await w.steps(0.4)
+            assert drawn == [], f"drawn while covered: {sorted({k.__name__ for k in drawn})}"
+            await pilot.press("m")
+            await pilot.pause(0.05)
+            assert app.screen is monitor
+            header, v = monitor.query_one(RunHeader), monitor.view
+            assert v is not None and v.figures.step >= w.step - 10
+            assert header.render().plain.splitlines()[1].startswith(f"step {v.figures.step:,}/")
+
+    try:
+        asyncio.run(go())
+    finally:
+        w.close()
