@@ -1,6 +1,10 @@
 """The monitor: one run's live panels. A thread worker drives the run's session
 (cockpit.ui.pump) and posts a frozen view per change; the screen hands the view
-down to its panels, which redraw only what changed. The keys act on the
+down to its panels, which redraw only what changed: the header (step, status,
+elapsed) and the alert bar with every view, the body's panels together in one
+pass at most once a second. A frame that repaints one body panel renders them
+all (Textual renders every widget of a container the frame touches), so one
+body frame a second instead of one per panel's own pace. The keys act on the
 trainer through the pump's queue (signals are sent from that thread)."""
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from textual.binding import Binding
 from textual.containers import Container
 from textual.message import Message
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Footer
 from textual.worker import get_current_worker
 
@@ -39,6 +44,8 @@ from cockpit.ui.widgets.training import (
 Severity = Literal["information", "warning", "error"]
 LEVELS: dict[str, Severity] = {"info": "information", "warn": "warning", "error": "error"}
 SIGNALLING = ("save", "stop", "dump")  # the actions that signal the trainer
+BODY_S = 1.0  # the body's panels redraw together about this often while the run goes on
+EARLY_S = 0.15  # a view this close to the pass takes it: the pass joins the view's frame
 
 
 class MonitorScreen(Screen):
@@ -89,6 +96,10 @@ class MonitorScreen(Screen):
         self._dump_from: int | None = None  # alerts seen when a dump was asked for
         self._alerts_seen = 0
         self._live = False  # the history is in and the run goes on: new alerts pop up
+        self._top: list[Panel] = []  # shown every view
+        self._body: list[Panel] = []  # shown in a pass at most every BODY_S
+        self._body_due = 0.0
+        self._body_timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         yield RunHeader(id="header")
@@ -106,6 +117,9 @@ class MonitorScreen(Screen):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
+        body = self.query_one("#body")
+        self._body = list(body.query(Panel))
+        self._top = [p for p in self.query(Panel) if p not in self._body]
         self._follow()
 
     def on_unmount(self) -> None:
@@ -130,8 +144,16 @@ class MonitorScreen(Screen):
             self.refresh_bindings()  # s and d only for a trainer that handles them
         # under torchrun the ranks take the place of memory (compact) or threads (full)
         self.set_class(v.ranks is not None, "-ranks")
-        for p in self.query(Panel):
-            p.show(v)  # hidden ones too: a larger terminal shows them at once
+        if self.is_current:  # covered (runs, compare): the panels catch up on resume
+            for p in self._top:
+                p.show(v)
+            now = time.monotonic()
+            # a run over: its last state at once. A view a second (an idle run's clock)
+            # arrives a little early or late: it takes the pass, one frame not two
+            if now >= self._body_due - EARLY_S or v.ended:
+                self._show_body()
+            elif self._body_timer is None:  # if no view comes to take the pass
+                self._body_timer = self.set_timer(self._body_due + EARLY_S - now, self._show_body)
         if self._dump_from is not None:
             dump = [a for a in v.alerts if a.seq > self._dump_from and a.code == "stack_dump"]
             if dump:
@@ -139,6 +161,21 @@ class MonitorScreen(Screen):
                 self._alerts_seen = dump[-1].seq
                 self.app.push_screen(TextScreen(f"Stacks · {v.run_id}", dump[-1].detail or ""))
         self._pop_up_alerts(v)
+
+    def _show_body(self) -> None:
+        """The body's pass: every panel sees the newest view; one that waits for its
+        own interval (MIN_INTERVAL_S) gets the next pass, which a timer makes if no
+        view comes to take it."""
+        if self._body_timer is not None:
+            self._body_timer.stop()
+            self._body_timer = None
+        self._body_due = time.monotonic() + BODY_S
+        v = self.view
+        if v is None or not self.is_current:
+            return
+        waiting = [p for p in self._body if not p.show(v, at_once=v.ended)]
+        if waiting:  # the next view takes the next pass; this timer if none comes
+            self._body_timer = self.set_timer(BODY_S + EARLY_S, self._show_body)
 
     def _pop_up_alerts(self, v: RunView) -> None:
         """Alerts that come while we watch pop up (a replayed history's do not)."""
@@ -164,8 +201,10 @@ class MonitorScreen(Screen):
         self.notify(clean(msg.text), severity=level, timeout=6, markup=False)
 
     def on_screen_resume(self) -> None:
-        if self.view is not None:  # panels shown again after a resize or a screen on top
+        v = self.view
+        if v is not None:  # panels shown again after a resize or a screen on top
             for p in self.query(Panel):
+                p.show(v, at_once=True)  # the views that came while it was covered
                 p.redraw(force=True)
 
     @on(LogPanel.SearchClosed)

@@ -13,7 +13,8 @@ from typing import Any, Protocol, cast
 
 from textual.content import Content
 from textual.dom import DOMNode
-from textual.timer import Timer
+from textual.strip import Strip
+from textual.visual import Visual
 from textual.widget import Widget
 
 from cockpit.fmt import clean
@@ -37,6 +38,7 @@ MUTED, ACCENT, PRIMARY = "$text-muted", "$text-accent", "$text-primary"
 OK, WARN, ERROR = "$text-success", "$text-warning", "$text-error"
 LEVEL_STYLE = {"info": PRIMARY, "warn": WARN, "error": ERROR}
 GAP = "  "  # between a value and the next label
+SLACK_S = 0.25  # a pass a little early for a panel's MIN_INTERVAL_S still draws it
 
 
 def cockpit_app(node: DOMNode) -> CockpitApp:
@@ -121,8 +123,11 @@ class Panel(Widget):
     """Set `show(view)` from the screen. A panel draws its rows when what it depends
     on (`key()`) changed, and asks Textual to repaint only when the rows differ
     from what is on screen: a view a second while a run idles costs almost nothing.
-    A costly panel sets MIN_INTERVAL_S: it redraws at most that often (the last
-    view is never lost, a timer draws it)."""
+    A costly panel sets MIN_INTERVAL_S: it redraws at most that often; `show`
+    then says the change is still to draw, and the screen shows it the view again
+    later (the last view is never lost). A hidden panel (no size: another panel
+    is maximized, or the layout leaves it out) only keeps the view, and draws it
+    when it is shown."""
 
     DEFAULT_CSS = """
     Panel { height: 1fr; width: 1fr; text-wrap: nowrap; text-overflow: clip; }
@@ -132,40 +137,36 @@ class Panel(Widget):
 
     def __init__(self, **kw):
         super().__init__(**kw)
+        # a panel's text has no links: without this Textual re-makes every rendered
+        # line looking for them, unpickling each part's style (a tenth of a frame)
+        self.auto_links = False
         self.border_title = self.TITLE
         self.view: RunView | None = None
         self._key: object = object()
         self._rows: list | None = None
         self._rows_size: tuple[int, int] | None = None
         self._drawn = 0.0
-        self._timer: Timer | None = None
+        self._strips: dict[int, tuple[tuple, Strip]] = {}  # per row: its parts, its line
+        self._strips_for: tuple = ()  # what the lines were rendered for (width, style, theme)
 
-    def show(self, view: RunView) -> None:
+    def show(self, view: RunView, *, at_once: bool = False) -> bool:
+        """Take the newest view; False when a change waits for MIN_INTERVAL_S
+        (at_once: draw it now whatever the interval)."""
         self.view = view
+        if not self.size.area:
+            self._key, self._rows = object(), None  # drawn once it has a size again
+            return True
         key = self.key(view)
         if key == self._key:
-            return
-        wait = self._drawn + self.MIN_INTERVAL_S - time.monotonic()
-        if wait > 0:
-            if self._timer is None:
-                # the next view usually comes first and draws in the same frame as the
-                # others; the timer only draws a last view that nothing follows
-                self._timer = self.set_timer(wait + 1.0, self._deferred)
-            return
+            return True
+        if not at_once and time.monotonic() + SLACK_S < self._drawn + self.MIN_INTERVAL_S:
+            return False
         self._key = key
         self.redraw()
-
-    def _deferred(self) -> None:
-        self._timer = None
-        if self.view is not None and self.key(self.view) != self._key:
-            self._key = self.key(self.view)
-            self.redraw()
+        return True
 
     def redraw(self, force: bool = False) -> None:
         """Draw the rows now; repaint if they changed (or when forced: settings)."""
-        if self._timer is not None:
-            self._timer.stop()
-            self._timer = None
         self._drawn = time.monotonic()
         rows = self._draw_rows()
         if force or rows != self._rows:
@@ -186,12 +187,41 @@ class Panel(Widget):
         self.draw(self.view, out)
         return out.rows
 
-    def render(self) -> Content:
+    def _rows_now(self) -> list:
         if self._rows is None or self._rows_size != tuple(self.size):
             self._rows = self._draw_rows()  # first paint, or a new size
+        return self._rows
+
+    def render(self) -> Content:
         out = Lines(*self.size)
-        out.rows = self._rows
+        out.rows = self._rows_now()
         return out.content()
+
+    def render_line(self, y: int) -> Strip:
+        """One line on screen: a row whose parts did not change keeps the line it was
+        rendered to (a view that moves the step re-renders the header's second row,
+        not both). While text is selected, Textual renders the whole panel as usual."""
+        if self.text_selection is not None:
+            return super().render_line(y)
+        rows, style = self._rows_now(), self.visual_style
+        width = self.size.width
+        made_for = (width, style, self.app.theme)
+        if made_for != self._strips_for:
+            self._strips_for, self._strips = made_for, {}
+        if y >= len(rows):
+            return Strip.blank(width, style.rich_style)
+        parts = tuple(rows[y])
+        got = self._strips.get(y)
+        if got is not None and got[0] == parts:
+            return got[1]
+        out = Lines(width)
+        out.rows = [rows[y]]
+        strips = Visual.to_strips(self, out.content(), width, 1, style)
+        strip = strips[0] if strips else Strip.blank(0)
+        if y:  # the row's place in the panel, for a mouse selection (as render() has it)
+            strip = strip.apply_offsets(0, y)
+        self._strips[y] = (parts, strip)
+        return strip
 
     def draw(self, v: RunView, out: Lines) -> None:
         raise NotImplementedError

@@ -91,13 +91,13 @@ class AlertBar(Panel):
 
     _level: str | None = None
 
-    def show(self, view: RunView) -> None:
+    def show(self, view: RunView, *, at_once: bool = False) -> bool:
         level = view.alerts[-1].level if view.alerts else None
         if level != self._level:  # a class change re-applies CSS: only when it changes
             self._level = level
             for lv in ("info", "warn", "error"):
                 self.set_class(lv == level, f"-{lv}")
-        super().show(view)
+        return super().show(view, at_once=at_once)
 
     def draw(self, v: RunView, out: Lines) -> None:
         bad = f" · {v.malformed} malformed event lines skipped" if v.malformed else ""

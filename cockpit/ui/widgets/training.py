@@ -29,13 +29,12 @@ ZOOMS = (None, 100_000, 10_000, 1_000, 100)  # the last N steps, None: the whole
 
 
 class LossFigures(Panel):
-    """The loss panel's figures line: redrawn a few times a second, while the chart
-    below redraws at most once a second. (Not with every view: a frame that repaints
-    the header alone renders only the header, where one that also repaints this line
-    renders every widget between them, a frame's cost many times over.)"""
+    """The loss panel's figures line, redrawn with the body's pass (once a second)
+    like the chart below it. (Not with every view: a frame that repaints the header
+    alone renders only the top widgets, where one that also repaints this line
+    renders every panel of the body, a frame's cost many times over.)"""
 
     DEFAULT_CSS = "LossFigures { height: 1; }"
-    MIN_INTERVAL_S = 0.3
 
     def draw(self, v: RunView, out: Lines) -> None:
         f, loss = v.figures, v.curve("loss")
@@ -220,7 +219,8 @@ class CheckpointsPanel(Panel):
             (c.name, c.verified, tuple(c.tags), c.present, c.blocked_s, c.shards)
             for c in v.checkpoints
         )
-        return (ck, int(v.now // 10), id(v.system))
+        # ages move by the 10 s; of the system sample only the free disk is shown
+        return (ck, int(v.now // 10), (v.system or {}).get("disk_free_mib"))
 
     def draw(self, v: RunView, out: Lines) -> None:
         present = [c for c in v.checkpoints if c.present]

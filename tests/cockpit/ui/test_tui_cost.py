@@ -1,0 +1,162 @@
+"""What the monitor repaints while it follows a live run (its CPU is mostly
+Textual painting): the header with every view, so the newest step is on screen
+as soon as the pump read it, and the body's panels together, at most once a
+second. A frame that repaints any body panel paints every panel of the body
+(Textual renders each widget whose container the frame touches), so panels
+that each kept their own pace made a body frame several times a second.
+
+The live run is real: a run directory the test writes events and log lines
+into at 50 steps a second, followed by the real session and pump."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from pathlib import Path
+
+from cockpit.session import Session
+from cockpit.ui.app import CockpitApp
+from cockpit.ui.widgets.base import Panel
+from cockpit.ui.widgets.header import AlertBar, RunHeader
+from tests.cockpit.ui.tuikit import CPU, in_repo, recorded_app, settle  # noqa: F401
+
+TOP = (RunHeader, AlertBar)  # above the body: every view reaches them
+
+
+def moments(times: list[float], gap: float = 0.05) -> int:
+    """Times a few ms apart are one repaint (the same pass, the same frame)."""
+    n, last = 0, None
+    for t in sorted(times):
+        if last is None or t - last > gap:
+            n += 1
+        last = t
+    return n
+
+
+class Writer:
+    """A trainer's files, written from the test: events.jsonl and stdout.log."""
+
+    def __init__(self, run: Path):
+        run.mkdir(parents=True)
+        self.events = open(run / "events.jsonl", "a", buffering=1)  # noqa: SIM115
+        self.log = open(run / "stdout.log", "a", buffering=1)  # noqa: SIM115
+        self.step = 0
+        self.event(
+            type="run_start", run_id=run.name, profile="test", pid=os.getpid(), device="cpu",
+            world_size=1, dtype="float32", n_params=1000, tokens_per_step=4096,
+            total_steps=10**6, total_epochs=1,
+        )  # fmt: skip
+
+    def event(self, **e: object) -> None:
+        self.events.write(json.dumps({"v": 1, "t": time.time(), **e}) + "\n")
+
+    async def steps(self, seconds: float, rate: float = 50.0) -> None:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < seconds:
+            self.step += 1
+            s = self.step
+            self.event(
+                type="step", step=s, epoch=0, loss=2 + 1 / s, lr=3e-4, grad_norm=1.0,
+                tokens=4096 * s, step_ms=1000 / rate, tokens_per_s=4096 * rate, mfu=None,
+            )  # fmt: skip
+            if s % 10 == 0:
+                self.log.write(f"step {s} | loss {2 + 1 / s:.4f}\n")
+            await asyncio.sleep(1 / rate)
+
+    def close(self) -> None:
+        self.events.close()
+        self.log.close()
+
+
+def test_the_body_repaints_together_at_most_once_a_second_the_header_every_view(
+    tmp_path, monkeypatch
+):
+    painted: list[tuple[type, float]] = []
+    refresh = Panel.refresh
+
+    def spy(self, *a, **kw):
+        painted.append((type(self), time.monotonic()))
+        return refresh(self, *a, **kw)
+
+    monkeypatch.setattr(Panel, "refresh", spy)
+    w = Writer(tmp_path / "live")
+
+    async def go() -> None:
+        app = CockpitApp("monitor", session=Session(tmp_path / "live", None))
+        async with app.run_test(size=(160, 48)) as pilot:
+            await w.steps(0.3)  # the history replayed, the panels drawn once
+            t0 = time.monotonic()
+            await w.steps(1.1)
+            t1 = time.monotonic()
+            await pilot.pause(0.1)
+            header = [t for k, t in painted if k is RunHeader and t0 <= t < t1]
+            body = [t for k, t in painted if k not in TOP and t0 <= t < t1]
+            shown = app.screen.query_one(RunHeader).view
+            assert shown is not None and shown.figures.step > 50
+        # a pass each second: two in 1.1 s at most (their own paces made 3 to 8)
+        assert 1 <= moments(body) <= 2, f"the body repainted at {moments(body)} moments"
+        # the header: each view a new step (the pump ticks every 0.12 s at most)
+        assert len(header) >= 2 * moments(body) + 3, (len(header), moments(body))
+
+    try:
+        asyncio.run(go())
+    finally:
+        w.close()
+
+
+def test_a_mouse_selection_in_a_panel_takes_the_row_under_it(in_repo):  # noqa: F811
+    """Panels keep each row's rendered line (only changed rows re-render): the
+    lines still say which row of the panel they are, so a drag over the header's
+    second row selects that row's text."""
+
+    async def go() -> None:
+        app = recorded_app("monitor", CPU)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot)
+            header = app.screen.query_one(RunHeader)
+            await pilot.mouse_down(header, offset=(1, 1))
+            await pilot.hover(header, offset=(20, 1))
+            await pilot.mouse_up(header, offset=(20, 1))
+            await pilot.pause()
+            assert app.screen.get_selected_text() == "step 180/600 (30%) ·"
+
+    asyncio.run(go())
+
+
+def test_a_covered_monitor_draws_nothing_and_catches_up_when_shown(tmp_path, monkeypatch):
+    """While the runs screen covers the monitor of a live run, its panels draw
+    nothing (the views still come, a few a second); back on it, the header shows
+    the newest step at once."""
+    drawn: list[type] = []
+    draw_rows = Panel._draw_rows
+
+    def spy(self):
+        drawn.append(type(self))
+        return draw_rows(self)
+
+    monkeypatch.setattr(Panel, "_draw_rows", spy)
+    w = Writer(tmp_path / "live")
+
+    async def go() -> None:
+        app = CockpitApp("monitor", session=Session(tmp_path / "live", None), logs=tmp_path)
+        async with app.run_test(size=(120, 36)) as pilot:
+            monitor = app.screen
+            await w.steps(0.2)
+            await pilot.press("r")
+            await pilot.pause(0.1)
+            drawn.clear()
+            await w.steps(0.4)
+            assert drawn == [], f"drawn while covered: {sorted({k.__name__ for k in drawn})}"
+            await pilot.press("m")
+            await pilot.pause(0.05)
+            assert app.screen is monitor
+            header, v = monitor.query_one(RunHeader), monitor.view
+            assert v is not None and v.figures.step >= w.step - 10
+            assert header.render().plain.splitlines()[1].startswith(f"step {v.figures.step:,}/")
+
+    try:
+        asyncio.run(go())
+    finally:
+        w.close()
