@@ -80,19 +80,19 @@ def rss_mib():
     return psutil.Process().memory_info().rss / 2**20
 
 marks = {}
-render = RunHeader.render
-def spy(self):
+render = RunHeader.render_lines  # the compositor takes the header's lines for a frame
+def spy(self, crop):
     v, now = self.view, time.time()
     if v is None:
-        return render(self)
+        return render(self, crop)
     if "first_paint" not in marks:
         marks["first_paint"] = now - t_start
         marks["first_paint_step"] = v.figures.step
         marks["rss_at_first_paint"] = rss_mib()
     if v.loading is None and "replayed" not in marks:
         marks["replayed"] = now - t_start
-    return render(self)
-RunHeader.render = spy
+    return render(self, crop)
+RunHeader.render_lines = spy
 
 async def main():
     run_dir = Path(sys.argv[1])

@@ -11,6 +11,7 @@ as a message. Everything that touches the session happens on this thread.
 
 from __future__ import annotations
 
+import gc
 import queue
 import signal
 import time
@@ -27,6 +28,7 @@ REPLAY_BATCH = 2 << 20  # bytes of events a replay batch reads (~10k steps; boun
 LOG_LINES_SHOWN = 500  # the newest log lines a view carries
 POLL_S = 0.05  # how often the events file is looked at while the trainer writes fast
 BUSY_S = 1.0  # fast: 3 changes seen within this long (heartbeats alone never are)
+CURVES_EVERY_S = 0.5  # a live run's curves copied into views at most this often (charts: 1/s)
 QUIET_S = 3.0  # not fast for this long: back to notifications
 
 COMMANDS = {
@@ -54,13 +56,14 @@ class Pump:
         self.clock = clock
         self.min_tick_s, self.clock_s = min_tick_s, clock_s
         self.log = LogTail(session.run_dir / "stdout.log")
-        self.builder = ViewBuilder()
+        self.builder = ViewBuilder(curves_every_s=CURVES_EVERY_S)
         self.finished = False  # the run ended and its last state was read
         self.final: RunView | None = None  # the first view posted once finished
         self._cmds: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._last_tick = 0.0
         self._changes: deque[float] = deque(maxlen=3)  # when the events file last changed
         self._busy_at = float("-inf")  # when it last changed fast
+        self._froze = False
 
     def submit(self, cmd: str) -> None:
         """Queue a command for the loop: save | stop | kill | dump. Thread-safe."""
@@ -83,6 +86,8 @@ class Pump:
         try:
             self._run(post, notice, cancelled)
         finally:
+            if self._froze:
+                gc.unfreeze()  # what was kept out of collections may be garbage now
             self.session.close()
 
     def _run(
@@ -117,6 +122,11 @@ class Pump:
         if not s.replay(progress, batch_bytes=REPLAY_BATCH):
             return
         preview = None
+        # what is alive now (the app, the model, the history) lives as long as the
+        # display: out of the collector's full passes, which would walk it all again
+        # (~50 ms a pass on the main thread's clock too, the latency's worst frames)
+        gc.freeze()
+        self._froze = True
         self.log.poll()
         post(self.build(s.model))
         next_clock = time.monotonic() + self.clock_s

@@ -395,3 +395,30 @@ def test_a_run_that_only_beats_its_heart_lets_the_pump_sleep_on_notifications(
     finally:
         monkeypatch.undo()
         p.session.close()
+
+
+def test_a_live_runs_curves_are_copied_at_most_so_often_and_whole_once_it_ends(monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    m, b = RunModel(), ViewBuilder(curves_every_s=0.5)
+    m.feed_all(_events(300))
+
+    def steps(first: int) -> list[dict]:
+        return [{"v": 1, "t": 200.0 + i, "type": "step", "step": i, "loss": 1.0 + 1 / i}
+                for i in range(first, first + 3)]  # fmt: skip
+
+    v1 = b.build(m, 1000.0)
+    m.feed_all(steps(301))
+    now[0] += 0.1
+    v2 = b.build(m, 1000.1)
+    assert v2.figures == m.figures() and v2.figures.step == 303  # the figures are the newest
+    assert v2.curve("loss") is v1.curve("loss")  # the curve's copy is 0.1 s old: kept
+    now[0] += 0.5
+    v3 = b.build(m, 1000.6)
+    assert v3.curve("loss").n == m.loss.n == v1.curve("loss").n + 3
+    m.feed_all(steps(304))
+    m.feed(E.RunEnd(status="completed", step=306, reason="done", wall_s=1.0, t=300.0).to_dict())
+    now[0] += 0.1
+    v4 = b.build(m, 1000.7)
+    assert v4.curve("loss").n == m.loss.n == v3.curve("loss").n + 3  # ended: whole at once
+    assert ViewBuilder().build(m, 1000.7).curve("loss").n == m.loss.n  # the default: always
