@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import operator
 import statistics
+import sys
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 ENDED = ("completed", "gate_passed", "early_stopped", "interrupted", "diverged", "failed")
 OK_STATUSES = ("completed", "gate_passed", "early_stopped")
 STEP_CURVES = ("loss", "lr", "tokens_per_s", "step_ms", "mfu")  # step-event fields kept as curves
+NUMPY_MIN_STEPS = 4096  # a run of steps this long takes numpy in, shorter ones wait for it
 
 
 def status_code(status: str) -> int:
@@ -259,7 +261,9 @@ class RunModel:
     def _steps(self, evs: list[dict]) -> None:
         """A run of step events (each with an int step): the state feed() gives, with
         every column taken as a numpy array (a million-step replay is mostly this)."""
-        if len(evs) < 8:
+        if len(evs) < 8 or len(evs) < NUMPY_MIN_STEPS and "numpy" not in sys.modules:
+            # one by one: numpy's import (0.1-0.2 s) would cost a short history more
+            # than it saves, and would hold up a display's first paint
             for ev in evs:
                 self.feed(ev)
             return
