@@ -22,16 +22,13 @@ never meets another reader of the same run.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tui_open import make_run  # noqa: E402 (a sibling script)
+from tui_open import make_run, run_child  # noqa: E402 (a sibling script)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,12 +54,7 @@ print(json.dumps({
 
 
 def replay_once(d: Path, repo: Path) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(repo))
-    r = subprocess.run([sys.executable, "-c", CHILD, str(d)], cwd=repo, env=env,
-                       capture_output=True, text=True, timeout=900)  # fmt: skip
-    if r.returncode != 0:
-        raise SystemExit(r.stderr[-3000:])
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    return run_child(CHILD, d, repo)
 
 
 def main() -> None:

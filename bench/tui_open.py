@@ -116,8 +116,14 @@ asyncio.run(main())
 
 
 def open_once(d: Path, repo: Path) -> dict:
+    return run_child(CHILD, d, repo)
+
+
+def run_child(child: str, d: Path, repo: Path) -> dict:
+    """`child` run by a fresh Python on the run `d` with `repo`'s cockpit: the JSON
+    object its last line prints."""
     env = dict(os.environ, PYTHONPATH=str(repo))
-    r = subprocess.run([sys.executable, "-c", CHILD, str(d)], cwd=repo, env=env,
+    r = subprocess.run([sys.executable, "-c", child, str(d)], cwd=repo, env=env,
                        capture_output=True, text=True, timeout=900)  # fmt: skip
     if r.returncode != 0:
         raise SystemExit(r.stderr[-3000:])
