@@ -307,8 +307,6 @@ class Session:
             return  # one a session; a session that never replayed is not a display's
         if self.follower.offset - self._replayed_to < snapshot.MIN_BYTES:
             return
-        root = str(Path(__file__).resolve().parents[1])  # this cockpit, wherever it runs from
-        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
         cmd = [sys.executable, "-m", "cockpit.cli", "index", "--background", str(self.run_dir)]
         try:
             self._indexer = subprocess.Popen(
@@ -317,7 +315,6 @@ class Session:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,  # a Ctrl+C at the cockpit is not its
-                env=dict(os.environ, PYTHONPATH=path),
             )
         except OSError:
             return
