@@ -301,6 +301,7 @@ def test_a_stopped_trainer_raises_a_stall_with_a_stack_dump(run_dirs):
     time.sleep(0.5)
     os.kill(pid, signal.SIGCONT)  # the SIGUSR2 the cockpit sent is delivered now
     out.wait_for("ALERT info stack_dump:", timeout=90)
+    out.wait_for(r"^  \| .*(File|thread)", timeout=30, regex=True)  # printed after the alert
     assert re.search(r"^  \| .*(File|thread)", out.text, re.M)  # the stacks themselves
     assert list((d / "stacks").glob("stacks-*.txt"))
     p.send_signal(signal.SIGINT)
