@@ -13,6 +13,7 @@ from typing import Any, Protocol, cast
 
 from textual.content import Content
 from textual.dom import DOMNode
+from textual.geometry import Region
 from textual.strip import Strip
 from textual.visual import Visual
 from textual.widget import Widget
@@ -166,12 +167,25 @@ class Panel(Widget):
         return True
 
     def redraw(self, force: bool = False) -> None:
-        """Draw the rows now; repaint if they changed (or when forced: settings)."""
+        """Draw the rows now; repaint the rows that changed (all of them when forced:
+        settings). Refreshed whole, Textual would re-render every line of the panel,
+        where a view that moves the step changes one row of the header."""
         self._drawn = time.monotonic()
+        before, size = self._rows, self._rows_size
         rows = self._draw_rows()
-        if force or rows != self._rows:
-            self._rows = rows
+        if not force and rows == before:
+            return
+        self._rows = rows
+        if force or before is None or size != self._rows_size:
             self.refresh()
+            return
+        width = self._rows_size[0] if self._rows_size else 0
+        changed = [
+            Region(0, y, width, 1)
+            for y in range(max(len(rows), len(before)))
+            if y >= len(rows) or y >= len(before) or rows[y] != before[y]
+        ]
+        self.refresh(*changed)
 
     def key(self, v: RunView) -> object:
         return v.version

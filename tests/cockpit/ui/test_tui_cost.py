@@ -160,3 +160,38 @@ def test_a_covered_monitor_draws_nothing_and_catches_up_when_shown(tmp_path, mon
         asyncio.run(go())
     finally:
         w.close()
+
+
+def test_a_new_step_repaints_only_the_header_row_it_changed(tmp_path, monkeypatch):
+    """The header's first row (run, profile, status, gate) stays put while a run
+    steps: each view repaints the second row only (Textual re-renders every line
+    of a widget refreshed whole, and every frame paints the header)."""
+    lines: list[tuple[type, int, float]] = []
+    render_line = Panel.render_line
+
+    def spy(self, y):
+        lines.append((type(self), y, time.monotonic()))
+        return render_line(self, y)
+
+    monkeypatch.setattr(Panel, "render_line", spy)
+    w = Writer(tmp_path / "live")
+
+    async def go() -> None:
+        app = CockpitApp("monitor", session=Session(tmp_path / "live", None))
+        async with app.run_test(size=(160, 48)) as pilot:
+            await w.steps(0.5)  # the history replayed, every panel drawn once
+            await pilot.pause(0.2)
+            t0 = time.monotonic()
+            await w.steps(1.5)
+            t1 = time.monotonic()
+            await pilot.pause(0.1)
+            header = [y for k, y, t in lines if k is RunHeader and t0 <= t < t1]
+            assert header.count(1) >= 5, header  # the step row, a view after another
+            assert header.count(0) == 0, header  # the run's name and status: not again
+            shown = app.screen.query_one(RunHeader).view
+            assert shown is not None and shown.figures.step > 50
+
+    try:
+        asyncio.run(go())
+    finally:
+        w.close()
