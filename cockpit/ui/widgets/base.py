@@ -11,11 +11,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, cast
 
+from rich.segment import Segment
 from textual.content import Content
 from textual.dom import DOMNode
 from textual.geometry import Region
 from textual.strip import Strip
-from textual.visual import Visual
+from textual.style import Style as VisualStyle
 from textual.widget import Widget
 
 from cockpit.fmt import clean
@@ -149,6 +150,7 @@ class Panel(Widget):
         self._drawn = 0.0
         self._strips: dict[int, tuple[tuple, Strip]] = {}  # per row: its parts, its line
         self._strips_for: tuple = ()  # what the lines were rendered for (width, style, theme)
+        self._styles: dict[str, VisualStyle] = {}  # a part's style name, resolved for those
 
     def show(self, view: RunView, *, at_once: bool = False) -> bool:
         """Take the newest view; False when a change waits for MIN_INTERVAL_S
@@ -221,21 +223,36 @@ class Panel(Widget):
         width = self.size.width
         made_for = (width, style, self.app.theme)
         if made_for != self._strips_for:
-            self._strips_for, self._strips = made_for, {}
+            self._strips_for, self._strips, self._styles = made_for, {}, {}
         if y >= len(rows):
             return Strip.blank(width, style.rich_style)
         parts = tuple(rows[y])
         got = self._strips.get(y)
         if got is not None and got[0] == parts:
             return got[1]
-        out = Lines(width)
-        out.rows = [rows[y]]
-        strips = Visual.to_strips(self, out.content(), width, 1, style)
-        strip = strips[0] if strips else Strip.blank(0)
-        if y:  # the row's place in the panel, for a mouse selection (as render() has it)
-            strip = strip.apply_offsets(0, y)
+        strip = self._row_strip(parts, width, y, style)
         self._strips[y] = (parts, strip)
         return strip
+
+    def _row_strip(self, parts: tuple, width: int, y: int, base: VisualStyle) -> Strip:
+        """A row's parts as one line of segments, as Textual renders a line of Content
+        (the panel's style under each part's, each segment knowing its place in the
+        panel for a mouse selection), without Content's wrapping machinery: the rows
+        are one line each, already cut to the width (a fifth of a header frame)."""
+        styles = self._styles
+        segments: list[Segment] = []
+        x = 0
+        for text, name in parts:
+            text = text[: width - x]
+            if not text:
+                continue
+            st = styles.get(name)
+            if st is None:
+                st = styles[name] = base + self._get_style(name) if name else base
+            segments.append(Segment(text, st.rich_style_with_offset(x, y)))
+            x += len(text)
+        strip = Strip(segments)
+        return strip.crop(0, width) if strip.cell_length > width else strip
 
     def draw(self, v: RunView, out: Lines) -> None:
         raise NotImplementedError

@@ -195,3 +195,62 @@ def test_a_new_step_repaints_only_the_header_row_it_changed(tmp_path, monkeypatc
         asyncio.run(go())
     finally:
         w.close()
+
+
+def test_a_panels_lines_are_what_textual_renders_of_its_text(in_repo):  # noqa: F811
+    """Panels turn their rows into lines themselves (Textual's Content machinery
+    cost a fifth of a header frame): each line carries the same text and the
+    same colours, resolved from the theme, as Textual's own rendering of the
+    panel's text, for every panel of the monitor, in two themes."""
+    from rich.segment import Segment
+    from textual.visual import Visual
+
+    from cockpit.ui.widgets.base import Lines
+
+    def cells(strip) -> list[tuple[str, object]]:
+        # one entry per cell: the character and its colours and attributes
+        out = []
+        for seg in strip:
+            st = seg.style.copy() if seg.style else None
+            if st is not None:
+                st._meta = None  # where it is in the panel: for mouse selection only
+                st._hash = None
+            out += [(ch, st) for ch in seg.text]
+        return out
+
+    async def go() -> None:
+        app = recorded_app("monitor", CPU)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await settle(pilot)
+            for theme in ("textual-dark", "textual-light"):
+                app.theme = theme
+                await pilot.pause()
+                checked = 0
+                for panel in app.screen.query(Panel):
+                    w, h = panel.size
+                    if not w or not h:
+                        continue
+                    rows = panel._rows_now()
+                    for y, row in enumerate(rows):
+                        out = Lines(w)
+                        out.rows = [row]
+                        want = Visual.to_strips(panel, out.content(), w, 1, panel.visual_style)
+                        got = panel.render_line(y)
+                        assert cells(got) == cells(want[0] if want else []), (
+                            type(panel).__name__,
+                            y,
+                            Segment.strip_styles(got),
+                        )
+                        checked += 1
+                assert checked > 60, checked
+                # a trainer's text: wide characters past the width, an empty part
+                header = app.screen.query_one(RunHeader)
+                w = header.size.width
+                row = [("日本語の行 " * 40, "bold $text-warning"), ("", "$text-muted"), ("x", "")]
+                out = Lines(w)
+                out.line(*row)
+                want = Visual.to_strips(header, out.content(), w, 1, header.visual_style)
+                got = header._row_strip(tuple(out.rows[0]), w, 0, header.visual_style)
+                assert cells(got) == cells(want[0]) and got.cell_length <= w
+
+    asyncio.run(go())
