@@ -37,6 +37,13 @@ def spark(values: list[float], width: int) -> str:
 # the braille chart
 
 _DOTS = ((0x01, 0x08), (0x02, 0x10), (0x04, 0x20), (0x40, 0x80))  # [row][col] in a cell
+# [col][first row][last row]: the dots of rows first..last of a cell's column
+_SPANS = tuple(
+    tuple(
+        tuple(sum(_DOTS[r][col] for r in range(lo, hi + 1)) for hi in range(4)) for lo in range(4)
+    )
+    for col in range(2)
+)
 
 
 @dataclass
@@ -75,8 +82,8 @@ def plot(
         return []
     if not pts:
         return [[("", "")]] * (height // 2) + [[("no data yet".center(width), axis_style)]]
-    x0, x1 = min(p[0] for p in pts), max(p[0] for p in pts)
-    y0, y1 = min(p[1] for p in pts), max(p[2] for p in pts)
+    xs, los, his = zip(*pts, strict=True)
+    x0, x1, y0, y1 = min(xs), max(xs), min(los), max(his)
     if y1 - y0 < 1e-12 * max(1.0, abs(y1)):
         y0, y1 = y0 - 0.5 * max(abs(y0), 1e-3), y1 + 0.5 * max(abs(y1), 1e-3)
     W, H = pw * 2, ph * 4
@@ -118,9 +125,13 @@ def plot(
                 elif b < prev[0] - 1:
                     b = prev[0] - 1
             prev = (a0, b0)
-            for py in range(a, b + 1):
-                cy, cx = py // 4, c // 2
-                dots[cy][cx] |= _DOTS[py % 4][c % 2]
+            if a > b:
+                continue
+            # pixel rows a..b of this column, a cell (4 rows) at a time
+            cx, masks = c // 2, _SPANS[c % 2]
+            first, last = a // 4, b // 4
+            for cy in range(first, last + 1):
+                dots[cy][cx] |= masks[a % 4 if cy == first else 0][b % 4 if cy == last else 3]
                 owner[cy][cx] = si
     out: list[list[tuple[str, str]]] = []
     unlog = (lambda v: 10**v) if log_y else (lambda v: v)
