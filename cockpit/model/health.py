@@ -148,15 +148,16 @@ def loss_spike(m: RunModel, cfg: HealthConfig, now: float) -> Finding | None:
     eval) it is the last one, not scanned again."""
     c = m.loss
     last = c.tail[-1] if c.tail else None
-    key = (id(c), c.n, c.n_nonfinite, last, cfg.spike_window, cfg.spike_min_points, cfg.spike_sigma)
-    if _spike_memo[0] == key:
-        return _spike_memo[1]
+    # the curve itself, not its id(): a freed curve's id is the next one's
+    key = (c.n, c.n_nonfinite, last, cfg.spike_window, cfg.spike_min_points, cfg.spike_sigma)
+    if _spike_memo[0] is c and _spike_memo[1] == key:
+        return _spike_memo[2]
     found = _loss_spike(list(c.tail)[-(SPIKE_SCAN + cfg.spike_window) :], cfg)
-    _spike_memo[:] = [key, found]
+    _spike_memo[:] = [c, key, found]
     return found
 
 
-_spike_memo: list = [None, None]  # (the key of the last scan, its finding)
+_spike_memo: list = [None, None, None]  # the curve last scanned, its key, its finding
 
 
 def _loss_spike(tail: list[tuple[float, float]], cfg: HealthConfig) -> Finding | None:

@@ -100,6 +100,29 @@ def test_loss_spike_at_any_recent_step():
     assert "loss_spike" not in codes(model_of(s), T0 + 41)
 
 
+def test_a_new_runs_spike_is_found_where_the_last_run_was_freed():
+    """The spike check keeps its last answer for the same curve. A curve freed and
+    a new one made in its place (a run opened after another, the same length and
+    the same newest point) is another curve: its spike is found."""
+    import gc
+
+    s = healthy_stream()
+    steps = [e for e in s if e["type"] == "step"]
+    first = model_of(s)
+    assert "loss_spike" not in codes(first, T0 + 41)
+    freed = id(first.loss)
+    del first
+    gc.collect()
+    steps[390]["loss"] = 5.0
+    # CPython gives the next curve of its size the freed one's place, if it was freed
+    # (a check that keeps the curve it scanned keeps it from being freed)
+    for _ in range(20):
+        m = model_of(s)
+        if id(m.loss) == freed:
+            break
+    assert "loss_spike" in codes(m, T0 + 41)
+
+
 def system(t: float, rss: float) -> dict:
     return {"t": t, "proc": {"alive": True, "rss_mib": rss, "cpu_pct": 90.0, "num_threads": 4}}
 
