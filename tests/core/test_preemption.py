@@ -92,16 +92,21 @@ def assert_eval_dropped(rd) -> None:
     assert len(result(rd)["curves"]["val_loss"]) == len([e for e in ev if e["type"] == "eval"])
 
 
+def generation_started(e) -> bool:
+    return e["type"] == "phase" and e["name"] == "eval generation"
+
+
 def test_sigterm_during_gate_generation(tmp_path):
-    # 6000 greedy walks of 60 tokens each eval: a minute of generation on a small CPU
+    # 16000 greedy walks of 60 tokens an eval: seconds of generation with the KV cache
+    # (6000 took 1.5 s, and a signal 1.5 s after the eval's start once came after it)
     cfg = ENDLESS + [
-        "data.walks.n_walks=8000",
-        "data.walks.eval_walks=6000",
+        "data.walks.n_walks=20000",
+        "data.walks.eval_walks=16000",
         "data.context=64",
         "data.walks.prompt_len=4",
     ]
     rd = tmp_path / "run"
-    rc, took = stop_during(rd, cfg, eval_started, delay_s=1.5)
+    rc, took = stop_during(rd, cfg, generation_started, delay_s=0.3)
     print(f"\nSIGTERM during gate generation: exit after {took:.2f} s")
     assert_interrupted_with_checkpoint(rd, rc)
     assert_eval_dropped(rd)
