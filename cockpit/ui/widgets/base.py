@@ -181,9 +181,8 @@ class Panel(Widget):
         if force or before is None or size != self._rows_size:
             self.refresh()
             return
-        width = self._rows_size[0] if self._rows_size else 0
         changed = [
-            Region(0, y, width, 1)
+            Region(0, y, self.size.width, 1)
             for y in range(max(len(rows), len(before)))
             if y >= len(rows) or y >= len(before) or rows[y] != before[y]
         ]

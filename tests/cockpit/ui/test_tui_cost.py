@@ -70,20 +70,34 @@ class Writer:
         self.log.close()
 
 
+def spy(monkeypatch, method: str) -> list[tuple[type, tuple, float]]:
+    """Each call of Panel.<method> from now on: (the panel's type, its arguments, when)."""
+    seen: list[tuple[type, tuple, float]] = []
+    real = getattr(Panel, method)
+
+    def wrapper(self, *a, **kw):
+        seen.append((type(self), a, time.monotonic()))
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(Panel, method, wrapper)
+    return seen
+
+
+def run_live(tmp_path: Path, go) -> None:
+    """`go(writer)` on a live run the test writes into tmp_path/live; its files closed after."""
+    w = Writer(tmp_path / "live")
+    try:
+        asyncio.run(go(w))
+    finally:
+        w.close()
+
+
 def test_the_body_repaints_together_at_most_once_a_second_the_header_every_view(
     tmp_path, monkeypatch
 ):
-    painted: list[tuple[type, float]] = []
-    refresh = Panel.refresh
+    painted = spy(monkeypatch, "refresh")
 
-    def spy(self, *a, **kw):
-        painted.append((type(self), time.monotonic()))
-        return refresh(self, *a, **kw)
-
-    monkeypatch.setattr(Panel, "refresh", spy)
-    w = Writer(tmp_path / "live")
-
-    async def go() -> None:
+    async def go(w: Writer) -> None:
         app = CockpitApp("monitor", session=Session(tmp_path / "live", None))
         async with app.run_test(size=(160, 48)) as pilot:
             await w.steps(0.3)  # the history replayed, the panels drawn once
@@ -91,8 +105,8 @@ def test_the_body_repaints_together_at_most_once_a_second_the_header_every_view(
             await w.steps(1.1)
             t1 = time.monotonic()
             await pilot.pause(0.1)
-            header = [t for k, t in painted if k is RunHeader and t0 <= t < t1]
-            body = [t for k, t in painted if k not in TOP and t0 <= t < t1]
+            header = [t for k, _, t in painted if k is RunHeader and t0 <= t < t1]
+            body = [t for k, _, t in painted if k not in TOP and t0 <= t < t1]
             shown = app.screen.query_one(RunHeader).view
             assert shown is not None and shown.figures.step > 50
         # a pass each second: two in 1.1 s at most (their own paces made 3 to 8)
@@ -100,10 +114,7 @@ def test_the_body_repaints_together_at_most_once_a_second_the_header_every_view(
         # the header: each view a new step (the pump ticks every 0.12 s at most)
         assert len(header) >= 2 * moments(body) + 3, (len(header), moments(body))
 
-    try:
-        asyncio.run(go())
-    finally:
-        w.close()
+    run_live(tmp_path, go)
 
 
 def test_a_mouse_selection_in_a_panel_takes_the_row_under_it(in_repo):  # noqa: F811
@@ -129,17 +140,9 @@ def test_a_covered_monitor_draws_nothing_and_catches_up_when_shown(tmp_path, mon
     """While the runs screen covers the monitor of a live run, its panels draw
     nothing (the views still come, a few a second); back on it, the header shows
     the newest step at once."""
-    drawn: list[type] = []
-    draw_rows = Panel._draw_rows
+    drawn = spy(monkeypatch, "_draw_rows")
 
-    def spy(self):
-        drawn.append(type(self))
-        return draw_rows(self)
-
-    monkeypatch.setattr(Panel, "_draw_rows", spy)
-    w = Writer(tmp_path / "live")
-
-    async def go() -> None:
+    async def go(w: Writer) -> None:
         app = CockpitApp("monitor", session=Session(tmp_path / "live", None), logs=tmp_path)
         async with app.run_test(size=(120, 36)) as pilot:
             monitor = app.screen
@@ -148,7 +151,7 @@ def test_a_covered_monitor_draws_nothing_and_catches_up_when_shown(tmp_path, mon
             await pilot.pause(0.1)
             drawn.clear()
             await w.steps(0.4)
-            assert drawn == [], f"drawn while covered: {sorted({k.__name__ for k in drawn})}"
+            assert drawn == [], f"drawn while covered: {sorted({k.__name__ for k, _, _ in drawn})}"
             await pilot.press("m")
             await pilot.pause(0.05)
             assert app.screen is monitor
@@ -156,27 +159,16 @@ def test_a_covered_monitor_draws_nothing_and_catches_up_when_shown(tmp_path, mon
             assert v is not None and v.figures.step >= w.step - 10
             assert header.render().plain.splitlines()[1].startswith(f"step {v.figures.step:,}/")
 
-    try:
-        asyncio.run(go())
-    finally:
-        w.close()
+    run_live(tmp_path, go)
 
 
 def test_a_new_step_repaints_only_the_header_row_it_changed(tmp_path, monkeypatch):
     """The header's first row (run, profile, status, gate) stays put while a run
     steps: each view repaints the second row only (Textual re-renders every line
     of a widget refreshed whole, and every frame paints the header)."""
-    lines: list[tuple[type, int, float]] = []
-    render_line = Panel.render_line
+    lines = spy(monkeypatch, "render_line")
 
-    def spy(self, y):
-        lines.append((type(self), y, time.monotonic()))
-        return render_line(self, y)
-
-    monkeypatch.setattr(Panel, "render_line", spy)
-    w = Writer(tmp_path / "live")
-
-    async def go() -> None:
+    async def go(w: Writer) -> None:
         app = CockpitApp("monitor", session=Session(tmp_path / "live", None))
         async with app.run_test(size=(160, 48)) as pilot:
             await w.steps(0.5)  # the history replayed, every panel drawn once
@@ -185,16 +177,13 @@ def test_a_new_step_repaints_only_the_header_row_it_changed(tmp_path, monkeypatc
             await w.steps(1.5)
             t1 = time.monotonic()
             await pilot.pause(0.1)
-            header = [y for k, y, t in lines if k is RunHeader and t0 <= t < t1]
+            header = [a[0] for k, a, t in lines if k is RunHeader and t0 <= t < t1]
             assert header.count(1) >= 5, header  # the step row, a view after another
             assert header.count(0) == 0, header  # the run's name and status: not again
             shown = app.screen.query_one(RunHeader).view
             assert shown is not None and shown.figures.step > 50
 
-    try:
-        asyncio.run(go())
-    finally:
-        w.close()
+    run_live(tmp_path, go)
 
 
 def test_a_panels_lines_are_what_textual_renders_of_its_text(in_repo):  # noqa: F811
